@@ -1,0 +1,253 @@
+//! Configuration: built-in defaults, overridden by a TOML file, overridden by
+//! environment variables, overridden by command-line flags (clap reads the last two).
+
+use crate::rules::RulesConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// How logical errors (EI002–EI006) are answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorMode {
+    /// SOAP fault, HTTP 500 (what deployed clients expect).
+    Fault,
+    /// HTTP 200 with ResultCode=ERROR and the text in `comment` (what the service
+    /// contract description prefers).
+    ResultCode,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The server's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub hsa_id: String,
+    pub alternative_hsa_id: Option<String>,
+    pub platform_hsa_id: String,
+    /// `None`: the index's own HSA-id and the platform's.
+    pub reserved_hsa_ids: Option<Vec<String>>,
+    pub check_logical_address: bool,
+    pub error_mode: ErrorMode,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+    pub wal_sync: bool,
+    pub max_group_requests: usize,
+    pub block_cache_mb: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            hsa_id: "ei-hsa-id".into(),
+            alternative_hsa_id: None,
+            platform_hsa_id: "platform-hsa-id".into(),
+            reserved_hsa_ids: None,
+            check_logical_address: true,
+            error_mode: ErrorMode::Fault,
+            max_body_bytes: 16 << 20,
+            log_format: LogFormat::Text,
+            wal_sync: true,
+            max_group_requests: 64,
+            block_cache_mb: 128,
+        }
+    }
+}
+
+impl Config {
+    /// The parts the contract rules need.
+    pub fn rules(&self) -> RulesConfig {
+        RulesConfig {
+            own_hsa_id: self.hsa_id.clone(),
+            alternative_hsa_id: self.alternative_hsa_id.clone(),
+            reserved_hsa_ids: self
+                .reserved_hsa_ids
+                .clone()
+                .unwrap_or_else(|| vec![self.hsa_id.clone(), self.platform_hsa_id.clone()]),
+            check_logical_address: self.check_logical_address,
+        }
+    }
+
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Defaults, then `--config` (if any), then environment and flags.
+    pub fn load(args: &Args) -> Result<Config, ConfigError> {
+        let mut c = match &args.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        args.apply(&mut c);
+        c.check()?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if self.hsa_id.trim().is_empty() {
+            return bad("hsa_id", "must not be empty");
+        }
+        if self.max_body_bytes < 4096 {
+            return bad("max_body_bytes", "must be at least 4096");
+        }
+        if self.max_group_requests == 0 {
+            return bad("max_group_requests", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The engagement index (Engagemangsindex): SOAP 1.1 services Update,
+/// ProcessNotification and FindContent over HTTP, stored in embedded RocksDB.
+///
+/// Every setting comes, in rising priority, from its default, the TOML file given
+/// with --config (keys as the long flag names with '_' for '-'), its environment
+/// variable, and its flag.
+///
+/// Exit codes: 0 after a clean shutdown (SIGTERM or Ctrl-C: in-flight requests are
+/// drained and the store closed), 1 when the configuration is invalid, the store
+/// cannot be opened or the address cannot be bound.
+#[derive(Debug, Default, clap::Parser)]
+#[command(name = "ei-server", version, verbatim_doc_comment)]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "EI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for the services and the operations endpoints
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, env = "EI_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the RocksDB store; created when missing [default: ./data].
+    #[arg(long, env = "EI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The index's own HSA-id: the owner stamped on every Update and the
+    /// LogicalAddress Update must be sent to [default: ei-hsa-id].
+    #[arg(long, env = "EI_HSA_ID", value_name = "ID")]
+    pub hsa_id: Option<String>,
+    /// A second LogicalAddress Update also accepts (e.g. the national 5565594230).
+    #[arg(long, env = "EI_ALTERNATIVE_HSA_ID", value_name = "ID")]
+    pub alternative_hsa_id: Option<String>,
+    /// The platform's HSA-id; reserved by default [default: platform-hsa-id].
+    #[arg(long, env = "EI_PLATFORM_HSA_ID", value_name = "ID")]
+    pub platform_hsa_id: Option<String>,
+    /// Comma-separated HSA-ids no logicalAddress (EI005) or sourceSystem (EI006) may
+    /// be [default: the own and the platform HSA-id].
+    #[arg(long, env = "EI_RESERVED_HSA_IDS", value_name = "IDS", value_delimiter = ',')]
+    pub reserved_hsa_ids: Option<Vec<String>>,
+    /// Check that Update's LogicalAddress header names this index (EI003)
+    /// [default: true].
+    #[arg(long, env = "EI_CHECK_LOGICAL_ADDRESS", value_name = "BOOL")]
+    pub check_logical_address: Option<bool>,
+    /// Answer EI002-EI006 as SOAP faults or as ResultCode=ERROR [default: fault].
+    #[arg(long, env = "EI_ERROR_MODE", value_enum)]
+    pub error_mode: Option<ErrorMode>,
+    /// Largest request body in bytes; larger ones get a fault [default: 16777216].
+    #[arg(long, env = "EI_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log format on stderr; the level comes from RUST_LOG [default: text].
+    #[arg(long, env = "EI_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Sync the WAL before answering a write. Turning this off loses acknowledged
+    /// writes on power loss: for benchmarks only [default: true].
+    #[arg(long, env = "EI_WAL_SYNC", value_name = "BOOL")]
+    pub wal_sync: Option<bool>,
+    /// Most write requests one group commit (one fsync) takes [default: 64].
+    #[arg(long, env = "EI_MAX_GROUP_REQUESTS", value_name = "N")]
+    pub max_group_requests: Option<usize>,
+    /// RocksDB block cache in MiB [default: 128].
+    #[arg(long, env = "EI_BLOCK_CACHE_MB", value_name = "MIB")]
+    pub block_cache_mb: Option<usize>,
+}
+
+impl Args {
+    fn apply(&self, c: &mut Config) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        set!(listen, data_dir, hsa_id, platform_hsa_id, check_logical_address, error_mode,
+             max_body_bytes, log_format, wal_sync, max_group_requests, block_cache_mb);
+        if let Some(v) = &self.alternative_hsa_id {
+            c.alternative_hsa_id = Some(v.clone());
+        }
+        if let Some(v) = &self.reserved_hsa_ids {
+            c.reserved_hsa_ids = Some(v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.rules().reserved_hsa_ids, vec!["ei-hsa-id", "platform-hsa-id"]);
+        assert!(c.rules().check_logical_address);
+    }
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        std::fs::write(&file, "hsa_id = \"from-file\"\nerror_mode = \"result-code\"\nmax_body_bytes = 100000\n").unwrap();
+        let args = Args::try_parse_from(["ei-server", "--config", file.to_str().unwrap(), "--max-body-bytes", "200000"]).unwrap();
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.hsa_id, "from-file");
+        assert_eq!(c.error_mode, ErrorMode::ResultCode);
+        assert_eq!(c.max_body_bytes, 200000);
+        assert_eq!(c.rules().reserved_hsa_ids, vec!["from-file", "platform-hsa-id"]);
+    }
+
+    #[test]
+    fn reserved_list_from_flag() {
+        let args = Args::try_parse_from(["ei-server", "--reserved-hsa-ids", "a,b,c"]).unwrap();
+        assert_eq!(Config::load(&args).unwrap().rules().reserved_hsa_ids, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        std::fs::write(&file, "hsa_idd = \"x\"\n").unwrap();
+        let err = Config::from_file(&file).unwrap_err().to_string();
+        assert!(err.contains("ei.toml") && err.contains("hsa_idd"), "{err}");
+        let err = Config::from_file(&dir.path().join("missing.toml")).unwrap_err().to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+        let args = Args::try_parse_from(["ei-server", "--max-body-bytes", "10"]).unwrap();
+        assert!(Config::load(&args).unwrap_err().to_string().contains("max_body_bytes"));
+    }
+}

@@ -1,0 +1,173 @@
+//! HTTP: the three SOAP endpoints, their WSDL and XSDs, and the operations endpoints
+//! (`/health`, `/ready`, `/status`, `/metrics`). Handlers are thin: read the body
+//! within the limit, hand it to [`Service`], write the reply.
+
+use crate::codec::{self, Operation};
+use crate::config::Config;
+use crate::service::{Reply, Service};
+use crate::wsdl;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const CORRELATION_HEADER: &str = "x-skltp-correlation-id";
+pub const CONSUMER_HEADER: &str = "x-rivta-original-serviceconsumer-hsaid";
+const XML: &str = "text/xml; charset=UTF-8";
+
+/// What the handlers share.
+pub struct AppState {
+    pub service: Service,
+    pub config: Config,
+    pub started: Instant,
+    /// True while the store is open and requests are served.
+    pub ready: AtomicBool,
+}
+
+/// All routes of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut r = Router::new();
+    for op in Operation::ALL {
+        r = r.route(
+            wsdl::endpoint_path(op),
+            get(move |q: RawQuery, h: HeaderMap| async move { wsdl_handler(op, q, h) })
+                .post(move |s: State<Arc<AppState>>, req: Request| soap_handler(op, s, req)),
+        );
+    }
+    r.route("/skltp-ei/schemas/{*path}", get(schema_handler))
+        .route("/health", get(|| async { "OK" }))
+        .route("/ready", get(ready_handler))
+        .route("/status", get(status_handler))
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let correlation_id = header(CORRELATION_HEADER);
+    let span = tracing::info_span!(
+        "request",
+        service = op.name(),
+        correlation_id = correlation_id.as_deref().unwrap_or("-"),
+        consumer = header(CONSUMER_HEADER).as_deref().unwrap_or("-"),
+    );
+    async move {
+        let limit = state.config.max_body_bytes;
+        let reply = match axum::body::to_bytes(req.into_body(), limit).await {
+            Ok(body) => state.service.call(op, correlation_id.as_deref(), body).await,
+            Err(e) => too_large_or_unreadable(&state, op, limit, &e),
+        };
+        soap_response(reply)
+    }
+    .instrument(span)
+    .await
+}
+
+/// A body over the limit (or one the connection failed to deliver) gets an EI000
+/// fault; the header check still comes first.
+fn too_large_or_unreadable(state: &AppState, op: Operation, limit: usize, e: &axum::Error) -> Reply {
+    let too_large = std::error::Error::source(e)
+        .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        || e.to_string().contains("length limit");
+    let message = if too_large {
+        format!("the request body is larger than the limit of {limit} bytes")
+    } else {
+        format!("the request body could not be read: {e}")
+    };
+    tracing::info!("{message}");
+    let err = crate::rules::EiError::Technical(message);
+    let wire = err.wire();
+    let mut body = String::new();
+    codec::write_fault(&mut body, wire.fault_code.qname(), &wire.text);
+    state.service.store().metrics().request(op.name(), "EI000", std::time::Duration::ZERO);
+    Reply { status: 500, body, outcome: "EI000" }
+}
+
+fn soap_response(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(XML))], reply.body).into_response()
+}
+
+fn wsdl_handler(op: Operation, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let wants_wsdl = q.as_deref().is_some_and(|q| q.split('&').any(|p| p.eq_ignore_ascii_case("wsdl")));
+    if !wants_wsdl {
+        let text = format!("POST {} requests here as SOAP 1.1; GET {}?wsdl for the WSDL.\n", op.name(), wsdl::endpoint_path(op));
+        return (StatusCode::BAD_REQUEST, text).into_response();
+    }
+    let body = wsdl::wsdl(op, &base_url(&headers));
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(XML))], body).into_response()
+}
+
+/// The server's URL as the client reached it (Host header; X-Forwarded-Proto honoured).
+fn base_url(headers: &HeaderMap) -> String {
+    let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    let host = get(header::HOST).unwrap_or("localhost");
+    let proto = get(header::HeaderName::from_static("x-forwarded-proto")).unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+async fn schema_handler(Path(path): Path<String>) -> Response {
+    match wsdl::schema(&path) {
+        Some(text) => ([(header::CONTENT_TYPE, HeaderValue::from_static(XML))], text).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no schema {path}\n")).into_response(),
+    }
+}
+
+async fn ready_handler(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "READY").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT READY").into_response()
+    }
+}
+
+async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.service.store().clone();
+    let (count, size) = tokio::task::spawn_blocking(move || (store.engagement_count(), store.size_on_disk()))
+        .await
+        .unwrap_or((0, 0));
+    let c = &state.config;
+    let json = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "ready": state.ready.load(Ordering::Relaxed),
+        "engagements": count,
+        "store_bytes": size,
+        "config": {
+            "listen": c.listen.to_string(),
+            "data_dir": c.data_dir,
+            "hsa_id": c.hsa_id,
+            "alternative_hsa_id": c.alternative_hsa_id,
+            "platform_hsa_id": c.platform_hsa_id,
+            "reserved_hsa_ids": c.rules().reserved_hsa_ids,
+            "check_logical_address": c.check_logical_address,
+            "error_mode": c.error_mode,
+            "max_body_bytes": c.max_body_bytes,
+            "wal_sync": c.wal_sync,
+            "max_group_requests": c.max_group_requests,
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.service.store().clone();
+    let gauges = tokio::task::spawn_blocking(move || {
+        (store.engagement_count(), store.size_on_disk(), store.property("rocksdb.estimate-live-data-size").unwrap_or(0))
+    })
+    .await
+    .unwrap_or((0, 0, 0));
+    let text = state.service.store().metrics().render(&[
+        ("ei_engagements", "Posts in the index.", gauges.0 as f64),
+        ("ei_store_bytes", "Bytes of the data directory on disk.", gauges.1 as f64),
+        ("ei_store_live_data_bytes", "RocksDB's estimate of live data.", gauges.2 as f64),
+        ("ei_uptime_seconds", "Seconds since start.", state.started.elapsed().as_secs_f64()),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], Body::from(text)).into_response()
+}

@@ -1,0 +1,36 @@
+//! The engagement index (Engagemangsindex).
+//!
+//! Always available (no RocksDB, no runtime; what `ei-loader` and `capacity` reuse
+//! with `default-features = false`):
+//! - [`model`]: the engagement, its key, the contract timestamp;
+//! - [`rules`]: every validation rule and the error → wire table;
+//! - [`apply`]: what a valid request does to the index (pure);
+//! - [`codec`]: the SOAP 1.1 reader and writer (`quick_xml` only here);
+//! - [`clock`]: Swedish local time;
+//! - [`wsdl`]: the embedded WSDL/XSDs and endpoint paths;
+//! - [`metrics`]: counters and histograms in Prometheus text.
+//!
+//! With the `server` feature (default): [`store`] (RocksDB, group commit),
+//! [`service`] (the three services), [`http`] (axum), [`config`] and [`server`]
+//! (`run(listener, config, shutdown)`).
+//!
+//! Layers flow one way: http → service → (codec, rules, apply) → store.
+
+pub mod apply;
+pub mod clock;
+pub mod codec;
+pub mod metrics;
+pub mod model;
+pub mod rules;
+pub mod wsdl;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod service;
+#[cfg(feature = "server")]
+pub mod store;

@@ -1,0 +1,171 @@
+//! The three services: read the body, apply the contract's rules, write or read the
+//! store, and encode the reply. Knows nothing of HTTP: [`Service::call`] takes the
+//! correlation id and the body and returns a status and an XML body.
+
+use crate::apply::Change;
+use crate::clock;
+use crate::codec::{self, CodecError, Operation, Request, ResultCode};
+use crate::config::ErrorMode;
+use crate::metrics::Metrics;
+use crate::model::Engagement;
+use crate::rules::{self, EiError, RulesConfig, WriteService};
+use crate::store::Store;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bodies larger than this are parsed off the async executor.
+const INLINE_PARSE_LIMIT: usize = 64 << 10;
+
+/// A reply to send.
+#[derive(Debug)]
+pub struct Reply {
+    /// 200, or 500 for a fault.
+    pub status: u16,
+    pub body: String,
+    /// For metrics and logs: `OK`, the EI code, or `header`.
+    pub outcome: &'static str,
+}
+
+/// What a write request did, for callers that build on it (notifications).
+pub type Changes = Vec<Change>;
+
+/// The services, sharing one store.
+pub struct Service {
+    rules: RulesConfig,
+    error_mode: ErrorMode,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Service {
+    pub fn new(rules: RulesConfig, error_mode: ErrorMode, store: Arc<Store>) -> Service {
+        let metrics = store.metrics().clone();
+        Service { rules, error_mode, store, metrics }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Handles one call of `op` and records it in the metrics.
+    pub async fn call(&self, op: Operation, correlation_id: Option<&str>, body: Bytes) -> Reply {
+        let started = Instant::now();
+        let reply = match self.dispatch(op, correlation_id, body).await {
+            Ok(r) => r,
+            Err(e) => self.error_reply(op, &e),
+        };
+        self.metrics.request(op.name(), reply.outcome, started.elapsed());
+        reply
+    }
+
+    async fn dispatch(&self, op: Operation, correlation_id: Option<&str>, body: Bytes) -> Result<Reply, EiError> {
+        rules::check_correlation_id(correlation_id)?;
+        let request = parse(body).await.map_err(|e| EiError::Technical(e.to_string()))?;
+        match (op, request) {
+            (Operation::FindContent, Request::FindContent { query, .. }) => {
+                let q = rules::validate_find(query)?;
+                let store = self.store.clone();
+                let found = tokio::task::spawn_blocking(move || store.find(&q))
+                    .await
+                    .map_err(|e| internal("find task", &e))?
+                    .map_err(|e| internal("find", &e))?;
+                tracing::debug!(found = found.len(), "FindContent");
+                Ok(ok_reply(find_reply(&found)))
+            }
+            (Operation::Update | Operation::ProcessNotification, Request::Write { operation, logical_address, transactions })
+                if operation == op =>
+            {
+                self.write(op, logical_address.as_deref(), transactions).await.map(|_| {
+                    let mut body = String::with_capacity(400);
+                    codec::write_result(&mut body, op, ResultCode::Ok, None);
+                    ok_reply(body)
+                })
+            }
+            (_, other) => Err(EiError::Technical(format!(
+                "this endpoint serves {} but the request is {}",
+                op.name(),
+                request_name(&other)
+            ))),
+        }
+    }
+
+    /// Validates and applies an Update or ProcessNotification; returns its effective
+    /// changes.
+    pub async fn write(
+        &self,
+        op: Operation,
+        logical_address: Option<&str>,
+        transactions: Vec<crate::model::RawTransaction>,
+    ) -> Result<Changes, EiError> {
+        let (service, valid) = match op {
+            Operation::Update => (WriteService::Update, rules::validate_update(&self.rules, logical_address, transactions)?),
+            _ => (WriteService::ProcessNotification, rules::validate_notification(&self.rules, transactions)?),
+        };
+        if valid.is_empty() {
+            // ProcessNotification whose every transaction was this index's own (pR4).
+            return Ok(Vec::new());
+        }
+        let n = valid.len();
+        let changes = self
+            .store
+            .write(service, valid, clock::now())
+            .await
+            .map_err(|e| internal("write", &*e))?;
+        tracing::info!(transactions = n, changes = changes.len(), "{} applied", op.name());
+        Ok(changes)
+    }
+
+    fn error_reply(&self, op: Operation, e: &EiError) -> Reply {
+        let wire = e.wire();
+        let outcome = wire.code.unwrap_or("header");
+        if matches!(e, EiError::Internal(_)) {
+            tracing::error!(code = outcome, "request failed: {e}");
+        } else {
+            tracing::info!(code = outcome, "request refused: {}", wire.text);
+        }
+        let mut body = String::with_capacity(512);
+        if self.error_mode == ErrorMode::ResultCode && e.is_logical() && op != Operation::FindContent {
+            codec::write_result(&mut body, op, ResultCode::Error, Some(&wire.text));
+            return Reply { status: 200, body, outcome };
+        }
+        codec::write_fault(&mut body, wire.fault_code.qname(), &wire.text);
+        Reply { status: 500, body, outcome }
+    }
+}
+
+fn internal(what: &str, e: &dyn std::fmt::Display) -> EiError {
+    tracing::error!(error = %e, "{what} failed");
+    EiError::Internal(format!("{what}: {e}"))
+}
+
+fn ok_reply(body: String) -> Reply {
+    Reply { status: 200, body, outcome: "OK" }
+}
+
+fn find_reply(found: &[Engagement]) -> String {
+    let mut body = String::with_capacity(600 + found.len() * 900);
+    codec::write_find_content_response(&mut body, found);
+    body
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::FindContent { .. } => "FindContent",
+        Request::Write { operation, .. } => operation.name(),
+    }
+}
+
+async fn parse(body: Bytes) -> Result<Request, CodecError> {
+    if body.len() <= INLINE_PARSE_LIMIT {
+        return codec::parse_request(&body);
+    }
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _enter = span.enter();
+        codec::parse_request(&body)
+    })
+    .await
+    .unwrap_or_else(|e| Err(CodecError::Xml(format!("parser task failed: {e}"))))
+}
+

@@ -1,0 +1,441 @@
+//! The index's storage: embedded RocksDB, one writer thread doing group commits.
+//!
+//! Writes: every request goes to the writer thread through a queue. The writer takes
+//! the first waiting request and everything queued behind it (up to
+//! [`StoreOptions::max_group_requests`]), applies them in arrival order against one
+//! view of the store (so a later request sees an earlier one's posts), puts all their
+//! mutations into **one** `WriteBatch` and writes it with the WAL synced: one fsync
+//! for the whole group, and a request is answered only after its fsync. A burst of N
+//! concurrent requests thus costs between 1 and N fsyncs, about N / (requests that
+//! arrive during one fsync). Being the only writer makes every read-modify-write
+//! atomic per key; the batch makes every request all-or-nothing for readers.
+//!
+//! Reads (FindContent) go straight to RocksDB with one prefix scan; they see whole
+//! batches or nothing.
+//!
+//! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
+
+pub mod schema;
+
+use crate::apply::{apply, Change, ChangeKind, Mutation, View};
+use crate::metrics::Metrics;
+use crate::model::{Engagement, EngagementKey, FindQuery, Timestamp, Transaction};
+use crate::rules::WriteService;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// Storage failures. Callers answer them with a server fault and log the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Corrupt(#[from] schema::Corrupt),
+    #[error("the data directory {path} holds schema version {found}; this build reads version {expected}")]
+    SchemaVersion { path: PathBuf, found: u32, expected: u32 },
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// Tuning of the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// This index's HSA-id (ProcessNotification's owner change looks for it).
+    pub own_hsa_id: String,
+    /// Sync the WAL before answering (the default; off only for benchmarks).
+    pub sync: bool,
+    /// Most requests one group commit takes.
+    pub max_group_requests: usize,
+    /// Block cache size in bytes.
+    pub block_cache_bytes: usize,
+}
+
+impl StoreOptions {
+    pub fn new(own_hsa_id: &str) -> StoreOptions {
+        StoreOptions {
+            own_hsa_id: own_hsa_id.to_owned(),
+            sync: true,
+            max_group_requests: 64,
+            block_cache_bytes: 128 << 20,
+        }
+    }
+}
+
+struct WriteJob {
+    service: WriteService,
+    transactions: Vec<Transaction>,
+    now: Timestamp,
+    span: tracing::Span,
+    reply: oneshot::Sender<Result<Vec<Change>, Arc<StoreError>>>,
+}
+
+enum Message {
+    Write(WriteJob),
+    Stop,
+}
+
+/// The open store. Share it behind an `Arc`; call [`Store::close`] once at the end.
+pub struct Store {
+    db: Arc<DB>,
+    path: PathBuf,
+    queue: mpsc::Sender<Message>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    count: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` and starts its writer thread.
+    pub fn open(path: &Path, options: StoreOptions, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
+        let db = Arc::new(open_db(path, &options)?);
+        check_schema(&db, path)?;
+        let count = Arc::new(AtomicU64::new(read_count(&db)?));
+        let (queue, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            options,
+            count: count.clone(),
+            metrics: metrics.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ei-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Corrupt(schema::Corrupt(format!("cannot start the writer: {e}"))))?;
+        Ok(Store {
+            db,
+            path: path.to_owned(),
+            queue,
+            writer: Mutex::new(Some(handle)),
+            count,
+            metrics,
+        })
+    }
+
+    /// Applies one validated request atomically and durably; returns its effective
+    /// changes with their final timestamps.
+    pub async fn write(
+        &self,
+        service: WriteService,
+        transactions: Vec<Transaction>,
+        now: Timestamp,
+    ) -> Result<Vec<Change>, Arc<StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        let job = WriteJob {
+            service,
+            transactions,
+            now,
+            span: tracing::Span::current(),
+            reply,
+        };
+        self.queue
+            .send(Message::Write(job))
+            .map_err(|_| Arc::new(StoreError::Closed))?;
+        rx.await.map_err(|_| Arc::new(StoreError::Closed))?
+    }
+
+    /// FindContent: one prefix scan, then the query's remaining filters. Blocking.
+    pub fn find(&self, q: &FindQuery) -> Result<Vec<Engagement>, StoreError> {
+        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+        let prefix = schema::query_prefix(q);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            let e = schema::decode_value(schema::decode_key(&k)?, &v)?;
+            if q.matches(&e) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The exact number of stored posts.
+    pub fn engagement_count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Bytes on disk: SST files plus WAL and other files in the data directory.
+    pub fn size_on_disk(&self) -> u64 {
+        dir_size(&self.path)
+    }
+
+    /// A RocksDB integer property (e.g. `rocksdb.estimate-live-data-size`).
+    pub fn property(&self, name: &str) -> Option<u64> {
+        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS)?;
+        self.db.property_int_value_cf(cf, name).ok().flatten()
+    }
+
+    /// The metrics the store updates.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Finishes every queued write, stops the writer and flushes. Later writes fail
+    /// with [`StoreError::Closed`]. Blocks until the writer has stopped.
+    pub fn close(&self) {
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = self.queue.send(Message::Stop);
+            let _ = handle.join();
+            if let Err(e) = self.db.flush_wal(true) {
+                tracing::error!(error = %e, "flushing the WAL at close failed");
+            }
+        }
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_bytes_per_sync(1 << 20);
+    db_opts.set_keep_log_file_num(5);
+    let cache = Cache::new_lru_cache(options.block_cache_bytes);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_format_version(5);
+    let mut cf_opts = Options::default();
+    cf_opts.set_block_based_table_factory(&table);
+    cf_opts.set_compression_type(DBCompressionType::Lz4);
+    cf_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    cf_opts.set_write_buffer_size(64 << 20);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(schema::CF_ENGAGEMENTS, cf_opts),
+        ColumnFamilyDescriptor::new(schema::CF_META, Options::default()),
+    ];
+    Ok(DB::open_cf_descriptors(&db_opts, path, cfs)?)
+}
+
+fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
+    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
+        Some(v) => {
+            let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                schema::Corrupt("schema_version is not 4 bytes".into())
+            })?);
+            if found != schema::SCHEMA_VERSION {
+                return Err(StoreError::SchemaVersion {
+                    path: path.to_owned(),
+                    found,
+                    expected: schema::SCHEMA_VERSION,
+                });
+            }
+        }
+        None => {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            let mut b = WriteBatch::default();
+            b.put_cf(meta, schema::META_SCHEMA_VERSION, schema::SCHEMA_VERSION.to_be_bytes());
+            db.write_opt(b, &wo)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_count(db: &DB) -> Result<u64, StoreError> {
+    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    Ok(match db.get_pinned_cf(meta, schema::META_ENGAGEMENT_COUNT)? {
+        Some(v) => u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| schema::Corrupt("engagement_count is not 8 bytes".into()))?,
+        ),
+        None => 0,
+    })
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Arc<DB>,
+    options: StoreOptions,
+    count: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+/// The posts one group commit has read or written, keyed by store key; `None` = absent.
+struct GroupView<'a> {
+    db: &'a DB,
+    posts: HashMap<Vec<u8>, Option<Engagement>>,
+}
+
+impl View for GroupView<'_> {
+    type Error = StoreError;
+
+    fn get(&mut self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
+        let k = schema::encode_key(key);
+        if let Some(v) = self.posts.get(&k) {
+            return Ok(v.clone());
+        }
+        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+        let found = match self.db.get_pinned_cf(cf, &k)? {
+            Some(v) => Some(schema::decode_value(key.clone(), &v)?),
+            None => None,
+        };
+        self.posts.insert(k, found.clone());
+        Ok(found)
+    }
+
+    fn set(&mut self, key: &EngagementKey, value: Option<&Engagement>) {
+        self.posts.insert(schema::encode_key(key), value.cloned());
+    }
+}
+
+impl GroupView<'_> {
+    /// Reads the posts a request will look at with one batched multi-get, so the
+    /// per-transaction lookups hit memory.
+    fn prefetch(&mut self, service: WriteService, own: &str, txs: &[Transaction]) -> Result<(), StoreError> {
+        let mut keys: Vec<(Vec<u8>, &EngagementKey)> = Vec::with_capacity(txs.len());
+        let mut owned: Vec<EngagementKey> = Vec::new();
+        if service == WriteService::ProcessNotification {
+            owned = txs.iter().map(|t| t.engagement.key.with_owner(own)).collect();
+        }
+        for key in txs.iter().map(|t| &t.engagement.key).chain(owned.iter()) {
+            let k = schema::encode_key(key);
+            if !self.posts.contains_key(&k) {
+                keys.push((k, key));
+            }
+        }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys.dedup_by(|a, b| a.0 == b.0);
+        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+        let results = self.db.batched_multi_get_cf(cf, keys.iter().map(|(k, _)| k), true);
+        for ((k, key), r) in keys.iter().zip(results) {
+            let found = match r? {
+                Some(v) => Some(schema::decode_value((*key).clone(), &v)?),
+                None => None,
+            };
+            self.posts.insert(k.clone(), found);
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Message>) {
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = rx.recv() else { break };
+            let mut jobs = Vec::new();
+            match first {
+                Message::Write(j) => jobs.push(j),
+                Message::Stop => stopping = true,
+            }
+            while !stopping && jobs.len() < self.options.max_group_requests {
+                match rx.try_recv() {
+                    Ok(Message::Write(j)) => jobs.push(j),
+                    Ok(Message::Stop) => stopping = true,
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
+                self.commit_group(jobs);
+            }
+        }
+        // Anything still queued after Stop is answered with Closed (its reply sender
+        // is dropped with the receiver).
+        drop(rx);
+        tracing::info!("store writer stopped");
+    }
+
+    /// Applies, writes (one synced batch) and answers one group of requests.
+    fn commit_group(&self, jobs: Vec<WriteJob>) {
+        let mut view = GroupView { db: &self.db, posts: HashMap::new() };
+        let mut batch = WriteBatch::default();
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut delta: i64 = 0;
+        let outcome: Result<(), StoreError> = (|| {
+            let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+            for job in &jobs {
+                let _enter = job.span.enter();
+                view.prefetch(job.service, &self.options.own_hsa_id, &job.transactions)?;
+                let out = apply(job.service, &self.options.own_hsa_id, &job.transactions, job.now, &mut view)?;
+                for m in &out.mutations {
+                    match m {
+                        Mutation::Put(e) => batch.put_cf(cf, schema::encode_key(&e.key), schema::encode_value(e)),
+                        Mutation::Delete(k) => batch.delete_cf(cf, schema::encode_key(k)),
+                    }
+                }
+                delta += out.changes.iter().map(count_delta).sum::<i64>();
+                results.push(out.changes);
+            }
+            let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
+            let meta = self.db.cf_handle(schema::CF_META).expect("column family exists");
+            batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, new_count.to_be_bytes());
+            let mut wo = WriteOptions::default();
+            wo.set_sync(self.options.sync);
+            let entries = batch.len();
+            self.db.write_opt(std::mem::take(&mut batch), &wo)?;
+            self.count.store(new_count, Ordering::Relaxed);
+            self.metrics.group_commit(jobs.len(), entries.saturating_sub(1));
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                for (job, changes) in jobs.into_iter().zip(results) {
+                    self.count_changes(&job, &changes);
+                    let _ = job.reply.send(Ok(changes));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = jobs.len(), "group commit failed; nothing of it was written");
+                let e = Arc::new(e);
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn count_changes(&self, job: &WriteJob, changes: &[Change]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        for c in changes {
+            match c.kind {
+                ChangeKind::Inserted => m.inserted.fetch_add(1, Relaxed),
+                ChangeKind::Deleted => m.deleted.fetch_add(1, Relaxed),
+                ChangeKind::ContentChanged | ChangeKind::TimesChanged => m.updated.fetch_add(1, Relaxed),
+                ChangeKind::OwnerChanged { .. } => m.owner_changed.fetch_add(1, Relaxed),
+            };
+        }
+        let unchanged = job.transactions.len().saturating_sub(changes.len());
+        m.unchanged.fetch_add(unchanged as u64, Relaxed);
+        let _enter = job.span.enter();
+        tracing::debug!(transactions = job.transactions.len(), changes = changes.len(), "request committed");
+    }
+}
+
+fn count_delta(c: &Change) -> i64 {
+    match c.kind {
+        ChangeKind::Inserted => 1,
+        ChangeKind::Deleted => -1,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! The storage schema, declared once: column families, key and value byte layouts.
+//!
+//! # Column families
+//! | CF            | key                         | value                         |
+//! |---------------|-----------------------------|-------------------------------|
+//! | `engagements` | [`encode_key`] of the 9 key fields | [`encode_value`] of the 3 timestamps |
+//! | `meta`        | ASCII name                  | see below                     |
+//!
+//! `meta` holds `schema_version` (u32 BE, currently [`SCHEMA_VERSION`]) and
+//! `engagement_count` (u64 BE, the exact number of posts, updated in the same write
+//! batch as the posts).
+//!
+//! # Key
+//! The nine key fields in the order resident, serviceDomain, categorization,
+//! logicalAddress, businessObjectInstanceIdentifier, clinicalProcessInterestId,
+//! sourceSystem, dataController, owner. Each field is its UTF-8 bytes with every
+//! `0x00` written as `0x00 0xFF`, followed by the terminator `0x00 0x01`. So
+//! * byte order of keys = field-by-field order of the values (the terminator sorts
+//!   below every continuation), and
+//! * `encode(resident) ‖ encode(domain)` is a prefix of exactly the keys of that
+//!   resident and domain: FindContent is one prefix scan (extended by the
+//!   categorization when the query names one), with no secondary index.
+//!
+//! # Value
+//! One flag byte (bit 0 mostRecentContent, bit 1 creationTime, bit 2 updateTime
+//! present), then each present timestamp as the 14-digit number `yyyyMMddHHmmss` in
+//! 6 big-endian bytes (it is below 2^47). At most 19 bytes.
+
+use crate::model::{Engagement, EngagementKey, Field, FindQuery, Timestamp};
+
+pub const CF_ENGAGEMENTS: &str = "engagements";
+pub const CF_META: &str = "meta";
+pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+pub const META_ENGAGEMENT_COUNT: &[u8] = b"engagement_count";
+pub const SCHEMA_VERSION: u32 = 1;
+
+const ESCAPE: u8 = 0xFF;
+const TERMINATOR: u8 = 0x01;
+
+/// A stored byte string that does not decode: the data directory is not ours or is
+/// damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt record in the store: {0}")]
+pub struct Corrupt(pub String);
+
+fn push_part(out: &mut Vec<u8>, part: &str) {
+    for &b in part.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(ESCAPE);
+        }
+    }
+    out.extend_from_slice(&[0, TERMINATOR]);
+}
+
+/// The store key of an engagement key.
+pub fn encode_key(key: &EngagementKey) -> Vec<u8> {
+    let parts = key.parts();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 2).sum());
+    for p in parts {
+        push_part(&mut out, p);
+    }
+    out
+}
+
+/// The prefix every key matching the query starts with.
+pub fn query_prefix(q: &FindQuery) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    push_part(&mut out, &q.registered_resident_identification);
+    push_part(&mut out, &q.service_domain);
+    if let Some(c) = &q.categorization {
+        push_part(&mut out, c);
+    }
+    out
+}
+
+/// The smallest key above every key with this prefix (prefixes end in the
+/// terminator byte, so incrementing it is enough).
+pub fn prefix_upper_bound(prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last += 1;
+    }
+    out
+}
+
+/// Decodes a store key.
+pub fn decode_key(bytes: &[u8]) -> Result<EngagementKey, Corrupt> {
+    let mut parts: [String; 9] = Default::default();
+    let mut i = 0;
+    for part in parts.iter_mut() {
+        let mut buf = Vec::new();
+        loop {
+            match (bytes.get(i), bytes.get(i + 1)) {
+                (Some(0), Some(&TERMINATOR)) => {
+                    i += 2;
+                    break;
+                }
+                (Some(0), Some(&ESCAPE)) => {
+                    buf.push(0);
+                    i += 2;
+                }
+                (Some(&b), _) if b != 0 => {
+                    buf.push(b);
+                    i += 1;
+                }
+                _ => return Err(Corrupt(format!("key ends early: {bytes:?}"))),
+            }
+        }
+        *part = String::from_utf8(buf).map_err(|e| Corrupt(e.to_string()))?;
+    }
+    if i != bytes.len() {
+        return Err(Corrupt(format!("key has trailing bytes: {bytes:?}")));
+    }
+    Ok(EngagementKey::from_parts(parts))
+}
+
+/// The stored value of an engagement.
+pub fn encode_value(e: &Engagement) -> Vec<u8> {
+    let times = [e.most_recent_content, e.creation_time, e.update_time];
+    let mut out = Vec::with_capacity(19);
+    out.push(0);
+    for (bit, t) in times.iter().enumerate() {
+        if let Some(t) = t {
+            out[0] |= 1 << bit;
+            out.extend_from_slice(&t.as_u64().to_be_bytes()[2..]);
+        }
+    }
+    out
+}
+
+/// Decodes a stored value into an engagement with the given key.
+pub fn decode_value(key: EngagementKey, bytes: &[u8]) -> Result<Engagement, Corrupt> {
+    let (&flags, mut rest) = bytes
+        .split_first()
+        .ok_or_else(|| Corrupt("empty value".into()))?;
+    let mut times = [None; 3];
+    for (bit, slot) in times.iter_mut().enumerate() {
+        if flags & (1 << bit) != 0 {
+            if rest.len() < 6 {
+                return Err(Corrupt(format!("value too short: {bytes:?}")));
+            }
+            let mut be = [0u8; 8];
+            be[2..].copy_from_slice(&rest[..6]);
+            rest = &rest[6..];
+            let n = u64::from_be_bytes(be);
+            *slot = Some(Timestamp::from_u64(n).map_err(|e| Corrupt(e.to_string()))?);
+        }
+    }
+    if !rest.is_empty() || flags > 0b111 {
+        return Err(Corrupt(format!("bad value: {bytes:?}")));
+    }
+    let [most_recent_content, creation_time, update_time] = times;
+    Ok(Engagement {
+        key,
+        most_recent_content,
+        creation_time,
+        update_time,
+    })
+}
+
+/// The key field a query prefix ends at, for documentation and tests.
+pub const PREFIX_FIELDS: [Field; 3] = [
+    Field::RegisteredResidentIdentification,
+    Field::ServiceDomain,
+    Field::Categorization,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(parts: [&str; 9]) -> EngagementKey {
+        EngagementKey::from_parts(parts.map(str::to_owned))
+    }
+
+    fn eng(k: EngagementKey, m: Option<u64>, c: Option<u64>, u: Option<u64>) -> Engagement {
+        let t = |n: Option<u64>| n.map(|n| Timestamp::from_u64(n).unwrap());
+        Engagement { key: k, most_recent_content: t(m), creation_time: t(c), update_time: t(u) }
+    }
+
+    #[test]
+    fn key_round_trip_with_nul_and_unicode() {
+        let k = key(["1912", "d\0x", "", "å", "\0", "\0\0", "s", "dc", "o"]);
+        assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+    }
+
+    #[test]
+    fn value_round_trip_and_size() {
+        let k = key(["1"; 9]);
+        for (m, c, u) in [
+            (None, None, None),
+            (Some(20150310104108), Some(20200101000000), None),
+            (Some(99991231235959), Some(10000101000000), Some(20261122203000)),
+        ] {
+            let e = eng(k.clone(), m, c, u);
+            let v = encode_value(&e);
+            assert!(v.len() <= 19);
+            assert_eq!(decode_value(k.clone(), &v).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn corrupt_bytes_are_errors() {
+        assert!(decode_key(b"abc").is_err());
+        assert!(decode_key(b"").is_err());
+        assert!(decode_value(key(["1"; 9]), &[]).is_err());
+        assert!(decode_value(key(["1"; 9]), &[1, 0, 0]).is_err());
+        assert!(decode_value(key(["1"; 9]), &[8]).is_err());
+    }
+
+    #[test]
+    fn prefix_selects_exactly_resident_and_domain() {
+        let q = FindQuery {
+            registered_resident_identification: "1912".into(),
+            service_domain: "d".into(),
+            categorization: None,
+            filters: vec![],
+            most_recent_content: None,
+        };
+        let p = query_prefix(&q);
+        let upper = prefix_upper_bound(&p);
+        let inside = encode_key(&key(["1912", "d", "c", "l", "b", "i", "s", "dc", "o"]));
+        let longer_domain = encode_key(&key(["1912", "d2", "c", "l", "b", "i", "s", "dc", "o"]));
+        let longer_resident = encode_key(&key(["19121", "d", "c", "l", "b", "i", "s", "dc", "o"]));
+        assert!(inside.starts_with(&p) && inside.as_slice() < upper.as_slice());
+        assert!(!longer_domain.starts_with(&p));
+        assert!(!longer_resident.starts_with(&p));
+    }
+
+    proptest! {
+        #[test]
+        fn key_order_is_field_order(a in proptest::collection::vec("[\\x00-\\x02a-c]{0,3}", 9),
+                                    b in proptest::collection::vec("[\\x00-\\x02a-c]{0,3}", 9)) {
+            let ka = EngagementKey::from_parts(a.clone().try_into().unwrap());
+            let kb = EngagementKey::from_parts(b.clone().try_into().unwrap());
+            prop_assert_eq!(encode_key(&ka).cmp(&encode_key(&kb)), a.cmp(&b));
+            prop_assert_eq!(decode_key(&encode_key(&ka)).unwrap(), ka);
+        }
+    }
+}

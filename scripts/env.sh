@@ -1,0 +1,6 @@
+# Sourced by the README commands and .ci/run: a target dir outside the clone that
+# survives between runs, and sccache for the C++ when it is installed.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ei-target}"
+if command -v sccache >/dev/null 2>&1; then
+  export RUSTC_WRAPPER="${RUSTC_WRAPPER:-sccache}"
+fi
