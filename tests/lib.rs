@@ -11,9 +11,16 @@ use std::time::Duration;
 /// `cargo test --workspace`, since ei-server has integration tests).
 pub fn server_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let bin = dir.join(format!("ei-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run `cargo build -p ei-server` or `cargo test --workspace`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p ei-server` or `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 
@@ -49,13 +56,23 @@ impl ServerProcess {
             }
         });
         let base = loop {
-            let line = rx.recv_timeout(Duration::from_secs(60)).expect("ei-server did not log its address");
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("ei-server did not log its address");
             if let Some(i) = line.find("addr=") {
-                let addr = line[i + 5..].split_whitespace().next().unwrap().trim_end_matches(',');
+                let addr = line[i + 5..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(',');
                 break format!("http://{addr}");
             }
         };
-        ServerProcess { child, base, stderr: rx }
+        ServerProcess {
+            child,
+            base,
+            stderr: rx,
+        }
     }
 
     /// `kill -9`.
@@ -67,7 +84,10 @@ impl ServerProcess {
     /// SIGTERM, then the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         self.child.wait().unwrap().code()
     }
 

@@ -30,7 +30,9 @@ pub enum ChangeKind {
     /// The post existed and its mostRecentContent changed.
     ContentChanged,
     /// ProcessNotification moved the post from this index to another owner.
-    OwnerChanged { previous_owner: String },
+    OwnerChanged {
+        previous_owner: String,
+    },
     /// Only creationTime/updateTime changed (ProcessNotification stores them as given);
     /// stored, but not a change subscribers are told about (contract §2).
     TimesChanged,
@@ -85,7 +87,10 @@ fn delete<V: View>(key: &EngagementKey, view: &mut V, out: &mut Outcome) -> Resu
     if let Some(old) = view.get(key)? {
         view.set(key, None);
         out.mutations.push(Mutation::Delete(key.clone()));
-        out.changes.push(Change { kind: ChangeKind::Deleted, engagement: old });
+        out.changes.push(Change {
+            kind: ChangeKind::Deleted,
+            engagement: old,
+        });
     }
     Ok(())
 }
@@ -93,7 +98,10 @@ fn delete<V: View>(key: &EngagementKey, view: &mut V, out: &mut Outcome) -> Resu
 fn put<V: View>(e: Engagement, kind: ChangeKind, view: &mut V, out: &mut Outcome) {
     view.set(&e.key, Some(&e));
     out.mutations.push(Mutation::Put(e.clone()));
-    out.changes.push(Change { kind, engagement: e });
+    out.changes.push(Change {
+        kind,
+        engagement: e,
+    });
 }
 
 /// Update: creationTime = now on insert and never again; updateTime = now when the
@@ -106,7 +114,11 @@ fn save_update<V: View>(
 ) -> Result<(), V::Error> {
     match view.get(&e.key)? {
         None => {
-            let new = Engagement { creation_time: Some(now), update_time: None, ..e.clone() };
+            let new = Engagement {
+                creation_time: Some(now),
+                update_time: None,
+                ..e.clone()
+            };
             put(new, ChangeKind::Inserted, view, out);
         }
         Some(old) if old.most_recent_content == e.most_recent_content => {}
@@ -141,14 +153,21 @@ fn save_notification<V: View>(
     };
     let base = existing.as_ref().or(moved.as_ref());
     let content_changed = base.is_some_and(|b| b.most_recent_content != e.most_recent_content);
-    let creation_time = e.creation_time.or(base.and_then(|b| b.creation_time)).or(Some(now));
+    let creation_time = e
+        .creation_time
+        .or(base.and_then(|b| b.creation_time))
+        .or(Some(now));
     let update_time = match (e.update_time, base) {
         (Some(t), _) => Some(t),
         (None, None) => None,
         (None, Some(b)) if content_changed || creation_time != b.creation_time => Some(now),
         (None, Some(b)) => b.update_time,
     };
-    let new = Engagement { creation_time, update_time, ..e.clone() };
+    let new = Engagement {
+        creation_time,
+        update_time,
+        ..e.clone()
+    };
     if let Some(old) = moved {
         tracing::warn!(
             previous_owner = %old.key.owner(),
@@ -204,7 +223,7 @@ mod tests {
     fn raw(owner: Option<&str>, mrc: Option<&str>, delete: bool) -> RawTransaction {
         let mut e = RawEngagement::default();
         for f in &Field::KEY[..8] {
-            e.set(*f, format!("v-{}", f.name()));
+            e.set(*f, format!("v-{}", f.index()));
         }
         if let Some(o) = owner {
             e.set(Field::Owner, o);
@@ -212,7 +231,10 @@ mod tests {
         if let Some(m) = mrc {
             e.set(Field::MostRecentContent, m);
         }
-        RawTransaction { delete_flag: Some(delete.to_string()), engagement: e }
+        RawTransaction {
+            delete_flag: Some(delete.to_string()),
+            engagement: e,
+        }
     }
 
     fn update(view: &mut MapView, mrc: Option<&str>, delete: bool, now: &str) -> Outcome {
@@ -245,17 +267,28 @@ mod tests {
         let o = update(&mut v, Some("20210101000000"), false, "20260101120000");
         assert_eq!(o.changes[0].kind, ChangeKind::ContentChanged);
         let e = &o.changes[0].engagement;
-        assert_eq!(e.creation_time, Some(ts("20260101100000")), "creationTime never changes");
+        assert_eq!(
+            e.creation_time,
+            Some(ts("20260101100000")),
+            "creationTime never changes"
+        );
         assert_eq!(e.update_time, Some(ts("20260101120000")));
 
         let o = update(&mut v, None, false, "20260101130000");
-        assert_eq!(o.changes[0].engagement.most_recent_content, None, "removing mrc is a change");
+        assert_eq!(
+            o.changes[0].engagement.most_recent_content, None,
+            "removing mrc is a change"
+        );
 
         let o = update(&mut v, None, true, "20260101140000");
         assert_eq!(o.changes[0].kind, ChangeKind::Deleted);
         assert!(v.0.is_empty());
         let o = update(&mut v, None, true, "20260101150000");
-        assert_eq!(o, Outcome::default(), "deleting a missing post is fine and no change");
+        assert_eq!(
+            o,
+            Outcome::default(),
+            "deleting a missing post is fine and no change"
+        );
     }
 
     #[test]
@@ -267,33 +300,67 @@ mod tests {
         let o = notify(&mut v, t.clone(), "20260101100000");
         let e = &o.changes[0].engagement;
         assert_eq!(o.changes[0].kind, ChangeKind::Inserted);
-        assert_eq!((e.key.owner(), e.creation_time, e.update_time), ("other", Some(ts("20190101000000")), Some(ts("20190202000000"))));
+        assert_eq!(
+            (e.key.owner(), e.creation_time, e.update_time),
+            (
+                "other",
+                Some(ts("20190101000000")),
+                Some(ts("20190202000000"))
+            )
+        );
         assert_eq!(notify(&mut v, t, "20260101110000"), Outcome::default());
     }
 
     #[test]
     fn notification_without_times_follows_update_rules() {
         let mut v = MapView::default();
-        let o = notify(&mut v, raw(Some("other"), Some("20200101000000"), false), "20260101100000");
-        assert_eq!(o.changes[0].engagement.creation_time, Some(ts("20260101100000")));
-        let o = notify(&mut v, raw(Some("other"), Some("20200202000000"), false), "20260101110000");
+        let o = notify(
+            &mut v,
+            raw(Some("other"), Some("20200101000000"), false),
+            "20260101100000",
+        );
+        assert_eq!(
+            o.changes[0].engagement.creation_time,
+            Some(ts("20260101100000"))
+        );
+        let o = notify(
+            &mut v,
+            raw(Some("other"), Some("20200202000000"), false),
+            "20260101110000",
+        );
         let e = &o.changes[0].engagement;
         assert_eq!(o.changes[0].kind, ChangeKind::ContentChanged);
-        assert_eq!((e.creation_time, e.update_time), (Some(ts("20260101100000")), Some(ts("20260101110000"))));
+        assert_eq!(
+            (e.creation_time, e.update_time),
+            (Some(ts("20260101100000")), Some(ts("20260101110000")))
+        );
     }
 
     #[test]
     fn notification_moves_own_post_to_new_owner() {
         let mut v = MapView::default();
         update(&mut v, Some("20200101000000"), false, "20260101100000");
-        let o = notify(&mut v, raw(Some("other"), Some("20200101000000"), false), "20260101110000");
+        let o = notify(
+            &mut v,
+            raw(Some("other"), Some("20200101000000"), false),
+            "20260101110000",
+        );
         assert_eq!(o.changes.len(), 1);
-        assert_eq!(o.changes[0].kind, ChangeKind::OwnerChanged { previous_owner: OWN.into() });
+        assert_eq!(
+            o.changes[0].kind,
+            ChangeKind::OwnerChanged {
+                previous_owner: OWN.into()
+            }
+        );
         assert_eq!(o.mutations.len(), 2);
         assert!(matches!(&o.mutations[0], Mutation::Delete(k) if k.owner() == OWN));
         assert_eq!(v.0.len(), 1);
         assert_eq!(v.0.keys().next().unwrap().owner(), "other");
-        assert_eq!(o.changes[0].engagement.creation_time, Some(ts("20260101100000")), "keeps the original creation");
+        assert_eq!(
+            o.changes[0].engagement.creation_time,
+            Some(ts("20260101100000")),
+            "keeps the original creation"
+        );
     }
 
     #[test]
@@ -328,7 +395,13 @@ mod tests {
         b.engagement.set(Field::Owner, "y");
         update(&mut v, None, false, "20260101100000");
         let txs = validate_notification(&cfg, vec![a, b]).unwrap();
-        let Ok(o) = apply(WriteService::ProcessNotification, OWN, &txs, ts("20260101110000"), &mut v);
+        let Ok(o) = apply(
+            WriteService::ProcessNotification,
+            OWN,
+            &txs,
+            ts("20260101110000"),
+            &mut v,
+        );
         // Only the first takes over the own post; the second is a plain insert.
         assert!(matches!(o.changes[0].kind, ChangeKind::OwnerChanged { .. }));
         assert_eq!(o.changes[1].kind, ChangeKind::Inserted);

@@ -36,8 +36,12 @@ pub fn swedish_time(unix_secs: i64) -> Timestamp {
 /// Is this UTC instant inside EU summer time?
 fn is_summer_time(utc: OffsetDateTime) -> bool {
     let year = utc.year();
-    let start = last_sunday(year, Month::March).with_hms(1, 0, 0).expect("01:00 exists");
-    let end = last_sunday(year, Month::October).with_hms(1, 0, 0).expect("01:00 exists");
+    let start = last_sunday(year, Month::March)
+        .with_hms(1, 0, 0)
+        .expect("01:00 exists");
+    let end = last_sunday(year, Month::October)
+        .with_hms(1, 0, 0)
+        .expect("01:00 exists");
     let t = time::PrimitiveDateTime::new(utc.date(), utc.time());
     t >= start && t < end
 }
@@ -48,7 +52,6 @@ fn last_sunday(year: i32, month: Month) -> Date {
     let back = last.weekday().number_days_from_sunday();
     last - time::Duration::days(i64::from(back))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -63,22 +66,43 @@ mod tests {
 
     #[test]
     fn winter_is_utc_plus_one() {
-        assert_eq!(swedish_time(at("2026-01-15T12:00:00Z")).to_string(), "20260115130000");
-        assert_eq!(swedish_time(at("2026-12-31T23:30:00Z")).to_string(), "20270101003000");
+        assert_eq!(
+            swedish_time(at("2026-01-15T12:00:00Z")).to_string(),
+            "20260115130000"
+        );
+        assert_eq!(
+            swedish_time(at("2026-12-31T23:30:00Z")).to_string(),
+            "20270101003000"
+        );
     }
 
     #[test]
     fn summer_is_utc_plus_two() {
-        assert_eq!(swedish_time(at("2026-07-01T12:00:00Z")).to_string(), "20260701140000");
+        assert_eq!(
+            swedish_time(at("2026-07-01T12:00:00Z")).to_string(),
+            "20260701140000"
+        );
     }
 
     #[test]
     fn switches_at_one_utc_on_the_last_sundays() {
         // 2026: last Sunday of March is the 29th, of October the 25th.
-        assert_eq!(swedish_time(at("2026-03-29T00:59:59Z")).to_string(), "20260329015959");
-        assert_eq!(swedish_time(at("2026-03-29T01:00:00Z")).to_string(), "20260329030000");
-        assert_eq!(swedish_time(at("2026-10-25T00:59:59Z")).to_string(), "20261025025959");
-        assert_eq!(swedish_time(at("2026-10-25T01:00:00Z")).to_string(), "20261025020000");
+        assert_eq!(
+            swedish_time(at("2026-03-29T00:59:59Z")).to_string(),
+            "20260329015959"
+        );
+        assert_eq!(
+            swedish_time(at("2026-03-29T01:00:00Z")).to_string(),
+            "20260329030000"
+        );
+        assert_eq!(
+            swedish_time(at("2026-10-25T00:59:59Z")).to_string(),
+            "20261025025959"
+        );
+        assert_eq!(
+            swedish_time(at("2026-10-25T01:00:00Z")).to_string(),
+            "20261025020000"
+        );
     }
 
     #[test]

@@ -53,8 +53,8 @@ impl Operation {
         }
     }
 
-    fn from_name(name: &[u8]) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|o| o.name().as_bytes() == name)
+    fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.name() == name)
     }
 }
 
@@ -69,7 +69,7 @@ pub enum Request {
     },
     FindContent {
         logical_address: Option<String>,
-        query: RawFindContent,
+        query: Box<RawFindContent>,
     },
 }
 
@@ -144,7 +144,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
                 }
             }
             Event::End(_) => {
-                let ctx = stack.pop().ok_or_else(|| CodecError::Xml("unexpected end tag".into()))?;
+                let ctx = stack
+                    .pop()
+                    .ok_or_else(|| CodecError::Xml("unexpected end tag".into()))?;
                 close(&mut b, ctx);
             }
             Event::Text(t) => {
@@ -156,8 +158,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
             }
             Event::CData(c) => {
                 if captures(stack.last()) {
-                    let s = std::str::from_utf8(&c).map_err(|e| CodecError::Encoding(e.to_string()))?;
-                    b.text.push_str(s);
+                    b.text.push_str(&c.xml10_content());
                 }
             }
             Event::GeneralRef(r) => {
@@ -172,7 +173,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
         }
     }
     if !stack.is_empty() {
-        return Err(CodecError::Xml("the document ends inside an element".into()));
+        return Err(CodecError::Xml(
+            "the document ends inside an element".into(),
+        ));
     }
     if !seen_root {
         return Err(CodecError::Xml("the request body is empty".into()));
@@ -188,7 +191,10 @@ fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Result<String, Code
     if r.is_char_ref() {
         return match r.resolve_char_ref() {
             Ok(Some(c)) => Ok(c.to_string()),
-            _ => Err(CodecError::Xml(format!("invalid character reference &{};", &*r.clone().into_inner()))),
+            _ => Err(CodecError::Xml(format!(
+                "invalid character reference &{};",
+                &*r.clone().into_inner()
+            ))),
         };
     }
     let name = r.clone().into_inner();
@@ -205,24 +211,28 @@ fn captures(ctx: Option<&Ctx>) -> bool {
 }
 
 /// What a child element means, given its parent.
-fn child_ctx(parent: Option<Ctx>, ns: &ResolveResult<'_>, e: &BytesStart<'_>) -> Result<Ctx, CodecError> {
+fn child_ctx(
+    parent: Option<Ctx>,
+    ns: &ResolveResult<'_>,
+    e: &BytesStart<'_>,
+) -> Result<Ctx, CodecError> {
     let local = e.local_name();
     let name = local.as_ref();
-    let ns_is = |uri: &str| matches!(ns, ResolveResult::Bound(n) if n.as_ref() == uri.as_bytes());
+    let ns_is = |uri: &str| matches!(ns, ResolveResult::Bound(n) if n.as_ref() == uri);
     Ok(match parent {
         None => {
-            if name != b"Envelope" || !ns_is(SOAP_ENV_NS) {
+            if name != "Envelope" || !ns_is(SOAP_ENV_NS) {
                 return Err(CodecError::NotSoap(format!(
                     "the root element is {} in {}",
-                    String::from_utf8_lossy(name),
+                    name,
                     describe_ns(ns)
                 )));
             }
             Ctx::Envelope
         }
-        Some(Ctx::Envelope) if name == b"Header" => Ctx::Header,
-        Some(Ctx::Envelope) if name == b"Body" => Ctx::Body,
-        Some(Ctx::Header) if name == b"LogicalAddress" => Ctx::LogicalAddress,
+        Some(Ctx::Envelope) if name == "Header" => Ctx::Header,
+        Some(Ctx::Envelope) if name == "Body" => Ctx::Body,
+        Some(Ctx::Header) if name == "LogicalAddress" => Ctx::LogicalAddress,
         Some(Ctx::Body) => match Operation::from_name(name) {
             Some(op) => Ctx::Operation(op),
             None => Ctx::Ignored,
@@ -231,9 +241,9 @@ fn child_ctx(parent: Option<Ctx>, ns: &ResolveResult<'_>, e: &BytesStart<'_>) ->
             Some(f) => Ctx::QueryField(f),
             None => Ctx::Ignored,
         },
-        Some(Ctx::Operation(_)) if name == b"engagementTransaction" => Ctx::Transaction,
-        Some(Ctx::Transaction) if name == b"deleteFlag" => Ctx::DeleteFlag,
-        Some(Ctx::Transaction) if name == b"engagement" => Ctx::Engagement,
+        Some(Ctx::Operation(_)) if name == "engagementTransaction" => Ctx::Transaction,
+        Some(Ctx::Transaction) if name == "deleteFlag" => Ctx::DeleteFlag,
+        Some(Ctx::Transaction) if name == "engagement" => Ctx::Engagement,
         Some(Ctx::Engagement) => match Field::from_name(name) {
             Some(f) => Ctx::EngagementField(f),
             None => Ctx::Ignored,
@@ -244,9 +254,9 @@ fn child_ctx(parent: Option<Ctx>, ns: &ResolveResult<'_>, e: &BytesStart<'_>) ->
 
 fn describe_ns(ns: &ResolveResult<'_>) -> String {
     match ns {
-        ResolveResult::Bound(n) => format!("namespace {}", String::from_utf8_lossy(n.as_ref())),
+        ResolveResult::Bound(n) => format!("namespace {}", n.as_ref()),
         ResolveResult::Unbound => "no namespace".to_owned(),
-        ResolveResult::Unknown(p) => format!("the undeclared prefix {}", String::from_utf8_lossy(p)),
+        ResolveResult::Unknown(p) => format!("the undeclared prefix {p}"),
     }
 }
 
@@ -262,7 +272,7 @@ fn open(b: &mut Builder, ctx: Ctx) {
 }
 
 fn close(b: &mut Builder, ctx: Ctx) {
-    let text = || std::mem::take(&mut b.text);
+    let mut text = || std::mem::take(&mut b.text);
     match ctx {
         Ctx::LogicalAddress => b.logical_address = Some(text()),
         Ctx::DeleteFlag => {
@@ -289,14 +299,16 @@ fn finish(b: Builder) -> Result<Request, CodecError> {
     match b.operation {
         Some(Operation::FindContent) => Ok(Request::FindContent {
             logical_address: b.logical_address,
-            query: b.query,
+            query: Box::new(b.query),
         }),
         Some(operation) => Ok(Request::Write {
             operation,
             logical_address: b.logical_address,
             transactions: b.transactions,
         }),
-        None => Err(CodecError::NoOperation("Update, ProcessNotification or FindContent".into())),
+        None => Err(CodecError::NoOperation(
+            "Update, ProcessNotification or FindContent".into(),
+        )),
     }
 }
 
@@ -346,7 +358,10 @@ pub fn write_result(out: &mut String, op: Operation, code: ResultCode, comment: 
 
 /// `FindContentResponse` with its engagements (children in the core namespace,
 /// XSD order, unset timestamps omitted).
-pub fn write_find_content_response<'a>(out: &mut String, engagements: impl IntoIterator<Item = &'a Engagement>) {
+pub fn write_find_content_response<'a>(
+    out: &mut String,
+    engagements: impl IntoIterator<Item = &'a Engagement>,
+) {
     out.push_str(ENVELOPE_OPEN);
     out.push_str("<ns2:FindContentResponse xmlns=\"");
     out.push_str(CORE_NS);
@@ -413,7 +428,12 @@ fn element(out: &mut String, tag: &str, text: &str) {
 
 /// An Update or ProcessNotification request (for clients: the loader, the
 /// notifier, tests).
-pub fn write_write_request(out: &mut String, op: Operation, logical_address: &str, txs: &[Transaction]) {
+pub fn write_write_request(
+    out: &mut String,
+    op: Operation,
+    logical_address: &str,
+    txs: &[Transaction],
+) {
     write_request_head(out, op, logical_address);
     for t in txs {
         out.push_str("<r:engagementTransaction><c:deleteFlag>");
@@ -440,7 +460,9 @@ pub fn write_find_content_request(out: &mut String, logical_address: &str, query
 }
 
 fn write_request_head(out: &mut String, op: Operation, logical_address: &str) {
-    out.push_str(r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a=""#);
+    out.push_str(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a=""#,
+    );
     out.push_str(REGISTRY_NS);
     out.push_str("\" xmlns:r=\"");
     out.push_str(op.namespace());
@@ -466,16 +488,22 @@ fn write_request_tail(out: &mut String, op: Operation) {
 /// A reply, read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    Result { code: String, comment: Option<String> },
+    Result {
+        code: String,
+        comment: Option<String>,
+    },
     Engagements(Vec<RawEngagement>),
-    Fault { code: String, message: String },
+    Fault {
+        code: String,
+        message: String,
+    },
 }
 
 /// Reads an Update/ProcessNotification/FindContent reply or a fault.
 pub fn parse_reply(body: &[u8]) -> Result<Reply, CodecError> {
     let text = std::str::from_utf8(body).map_err(|e| CodecError::Encoding(e.to_string()))?;
     let mut reader = NsReader::from_str(text);
-    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut path: Vec<String> = Vec::new();
     let mut text_buf = String::new();
     let mut engagements: Vec<RawEngagement> = Vec::new();
     let (mut result, mut comment, mut fault_code, mut fault_string) = (None, None, None, None);
@@ -484,31 +512,27 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, CodecError> {
         let (_, event) = reader.read_resolved_event().map_err(xml_err)?;
         match event {
             Event::Start(e) => {
-                let name = e.local_name().as_ref().to_vec();
-                if name == b"FindContentResponse" {
+                let name = e.local_name().as_ref().to_owned();
+                if name == "FindContentResponse" {
                     is_find = true;
                 }
-                if name == b"engagement" && path.len() == 3 {
+                if name == "engagement" && path.len() == 3 {
                     engagements.push(RawEngagement::default());
                 }
                 path.push(name);
                 text_buf.clear();
             }
-            Event::Empty(e) => {
-                if e.local_name().as_ref() == b"FindContentResponse" {
-                    is_find = true;
-                }
-            }
+            Event::Empty(e) if e.local_name().as_ref() == "FindContentResponse" => is_find = true,
             Event::Text(t) => text_buf.push_str(&t.xml10_content()),
             Event::GeneralRef(r) => text_buf.push_str(&resolve_reference(&r)?),
             Event::End(_) => {
                 let name = path.pop().unwrap_or_default();
                 let value = std::mem::take(&mut text_buf);
-                match name.as_slice() {
-                    b"ResultCode" => result = Some(value),
-                    b"comment" => comment = Some(value),
-                    b"faultcode" => fault_code = Some(value),
-                    b"faultstring" => fault_string = Some(value),
+                match name.as_str() {
+                    "ResultCode" => result = Some(value),
+                    "comment" => comment = Some(value),
+                    "faultcode" => fault_code = Some(value),
+                    "faultstring" => fault_string = Some(value),
                     n if path.len() == 4 => {
                         if let (Some(f), Some(e)) = (Field::from_name(n), engagements.last_mut()) {
                             e.set(f, value);
@@ -523,7 +547,10 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, CodecError> {
         }
     }
     if let Some(code) = fault_code {
-        return Ok(Reply::Fault { code, message: fault_string.unwrap_or_default() });
+        return Ok(Reply::Fault {
+            code,
+            message: fault_string.unwrap_or_default(),
+        });
     }
     if is_find {
         return Ok(Reply::Engagements(engagements));

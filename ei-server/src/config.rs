@@ -121,7 +121,10 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
@@ -163,7 +166,12 @@ pub struct Args {
     pub platform_hsa_id: Option<String>,
     /// Comma-separated HSA-ids no logicalAddress (EI005) or sourceSystem (EI006) may
     /// be [default: the own and the platform HSA-id].
-    #[arg(long, env = "EI_RESERVED_HSA_IDS", value_name = "IDS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "EI_RESERVED_HSA_IDS",
+        value_name = "IDS",
+        value_delimiter = ','
+    )]
     pub reserved_hsa_ids: Option<Vec<String>>,
     /// Check that Update's LogicalAddress header names this index (EI003)
     /// [default: true].
@@ -195,8 +203,19 @@ impl Args {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
-        set!(listen, data_dir, hsa_id, platform_hsa_id, check_logical_address, error_mode,
-             max_body_bytes, log_format, wal_sync, max_group_requests, block_cache_mb);
+        set!(
+            listen,
+            data_dir,
+            hsa_id,
+            platform_hsa_id,
+            check_logical_address,
+            error_mode,
+            max_body_bytes,
+            log_format,
+            wal_sync,
+            max_group_requests,
+            block_cache_mb
+        );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());
         }
@@ -215,7 +234,10 @@ mod tests {
     fn defaults() {
         let c = Config::default();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.rules().reserved_hsa_ids, vec!["ei-hsa-id", "platform-hsa-id"]);
+        assert_eq!(
+            c.rules().reserved_hsa_ids,
+            vec!["ei-hsa-id", "platform-hsa-id"]
+        );
         assert!(c.rules().check_logical_address);
     }
 
@@ -223,19 +245,36 @@ mod tests {
     fn flags_override_file_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ei.toml");
-        std::fs::write(&file, "hsa_id = \"from-file\"\nerror_mode = \"result-code\"\nmax_body_bytes = 100000\n").unwrap();
-        let args = Args::try_parse_from(["ei-server", "--config", file.to_str().unwrap(), "--max-body-bytes", "200000"]).unwrap();
+        std::fs::write(
+            &file,
+            "hsa_id = \"from-file\"\nerror_mode = \"result-code\"\nmax_body_bytes = 100000\n",
+        )
+        .unwrap();
+        let args = Args::try_parse_from([
+            "ei-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-body-bytes",
+            "200000",
+        ])
+        .unwrap();
         let c = Config::load(&args).unwrap();
         assert_eq!(c.hsa_id, "from-file");
         assert_eq!(c.error_mode, ErrorMode::ResultCode);
         assert_eq!(c.max_body_bytes, 200000);
-        assert_eq!(c.rules().reserved_hsa_ids, vec!["from-file", "platform-hsa-id"]);
+        assert_eq!(
+            c.rules().reserved_hsa_ids,
+            vec!["from-file", "platform-hsa-id"]
+        );
     }
 
     #[test]
     fn reserved_list_from_flag() {
         let args = Args::try_parse_from(["ei-server", "--reserved-hsa-ids", "a,b,c"]).unwrap();
-        assert_eq!(Config::load(&args).unwrap().rules().reserved_hsa_ids, vec!["a", "b", "c"]);
+        assert_eq!(
+            Config::load(&args).unwrap().rules().reserved_hsa_ids,
+            vec!["a", "b", "c"]
+        );
     }
 
     #[test]
@@ -245,9 +284,14 @@ mod tests {
         std::fs::write(&file, "hsa_idd = \"x\"\n").unwrap();
         let err = Config::from_file(&file).unwrap_err().to_string();
         assert!(err.contains("ei.toml") && err.contains("hsa_idd"), "{err}");
-        let err = Config::from_file(&dir.path().join("missing.toml")).unwrap_err().to_string();
+        let err = Config::from_file(&dir.path().join("missing.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.toml"), "{err}");
         let args = Args::try_parse_from(["ei-server", "--max-body-bytes", "10"]).unwrap();
-        assert!(Config::load(&args).unwrap_err().to_string().contains("max_body_bytes"));
+        assert!(Config::load(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("max_body_bytes"));
     }
 }

@@ -49,18 +49,30 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let correlation_id = header(CORRELATION_HEADER);
+    let (correlation_id, consumer) = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (header(CORRELATION_HEADER), header(CONSUMER_HEADER))
+    };
     let span = tracing::info_span!(
         "request",
         service = op.name(),
-        correlation_id = correlation_id.as_deref().unwrap_or("-"),
-        consumer = header(CONSUMER_HEADER).as_deref().unwrap_or("-"),
+        correlation_id = %correlation_id.as_deref().unwrap_or("-"),
+        consumer = %consumer.as_deref().unwrap_or("-"),
     );
     async move {
         let limit = state.config.max_body_bytes;
         let reply = match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(body) => state.service.call(op, correlation_id.as_deref(), body).await,
+            Ok(body) => {
+                state
+                    .service
+                    .call(op, correlation_id.as_deref(), body)
+                    .await
+            }
             Err(e) => too_large_or_unreadable(&state, op, limit, &e),
         };
         soap_response(reply)
@@ -71,7 +83,12 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
 
 /// A body over the limit (or one the connection failed to deliver) gets an EI000
 /// fault; the header check still comes first.
-fn too_large_or_unreadable(state: &AppState, op: Operation, limit: usize, e: &axum::Error) -> Reply {
+fn too_large_or_unreadable(
+    state: &AppState,
+    op: Operation,
+    limit: usize,
+    e: &axum::Error,
+) -> Reply {
     let too_large = std::error::Error::source(e)
         .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         || e.to_string().contains("length limit");
@@ -85,23 +102,46 @@ fn too_large_or_unreadable(state: &AppState, op: Operation, limit: usize, e: &ax
     let wire = err.wire();
     let mut body = String::new();
     codec::write_fault(&mut body, wire.fault_code.qname(), &wire.text);
-    state.service.store().metrics().request(op.name(), "EI000", std::time::Duration::ZERO);
-    Reply { status: 500, body, outcome: "EI000" }
+    state
+        .service
+        .store()
+        .metrics()
+        .request(op.name(), "EI000", std::time::Duration::ZERO);
+    Reply {
+        status: 500,
+        body,
+        outcome: "EI000",
+    }
 }
 
 fn soap_response(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(XML))], reply.body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(XML))],
+        reply.body,
+    )
+        .into_response()
 }
 
 fn wsdl_handler(op: Operation, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let wants_wsdl = q.as_deref().is_some_and(|q| q.split('&').any(|p| p.eq_ignore_ascii_case("wsdl")));
+    let wants_wsdl = q
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|p| p.eq_ignore_ascii_case("wsdl")));
     if !wants_wsdl {
-        let text = format!("POST {} requests here as SOAP 1.1; GET {}?wsdl for the WSDL.\n", op.name(), wsdl::endpoint_path(op));
+        let text = format!(
+            "POST {} requests here as SOAP 1.1; GET {}?wsdl for the WSDL.\n",
+            op.name(),
+            wsdl::endpoint_path(op)
+        );
         return (StatusCode::BAD_REQUEST, text).into_response();
     }
     let body = wsdl::wsdl(op, &base_url(&headers));
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(XML))], body).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(XML))],
+        body,
+    )
+        .into_response()
 }
 
 /// The server's URL as the client reached it (Host header; X-Forwarded-Proto honoured).
@@ -114,7 +154,11 @@ fn base_url(headers: &HeaderMap) -> String {
 
 async fn schema_handler(Path(path): Path<String>) -> Response {
     match wsdl::schema(&path) {
-        Some(text) => ([(header::CONTENT_TYPE, HeaderValue::from_static(XML))], text).into_response(),
+        Some(text) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(XML))],
+            text,
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, format!("no schema {path}\n")).into_response(),
     }
 }
@@ -129,9 +173,10 @@ async fn ready_handler(State(state): State<Arc<AppState>>) -> Response {
 
 async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
     let store = state.service.store().clone();
-    let (count, size) = tokio::task::spawn_blocking(move || (store.engagement_count(), store.size_on_disk()))
-        .await
-        .unwrap_or((0, 0));
+    let (count, size) =
+        tokio::task::spawn_blocking(move || (store.engagement_count(), store.size_on_disk()))
+            .await
+            .unwrap_or((0, 0));
     let c = &state.config;
     let json = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -153,21 +198,47 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
             "max_group_requests": c.max_group_requests,
         }
     });
-    ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let store = state.service.store().clone();
     let gauges = tokio::task::spawn_blocking(move || {
-        (store.engagement_count(), store.size_on_disk(), store.property("rocksdb.estimate-live-data-size").unwrap_or(0))
+        (
+            store.engagement_count(),
+            store.size_on_disk(),
+            store
+                .property("rocksdb.estimate-live-data-size")
+                .unwrap_or(0),
+        )
     })
     .await
     .unwrap_or((0, 0, 0));
     let text = state.service.store().metrics().render(&[
         ("ei_engagements", "Posts in the index.", gauges.0 as f64),
-        ("ei_store_bytes", "Bytes of the data directory on disk.", gauges.1 as f64),
-        ("ei_store_live_data_bytes", "RocksDB's estimate of live data.", gauges.2 as f64),
-        ("ei_uptime_seconds", "Seconds since start.", state.started.elapsed().as_secs_f64()),
+        (
+            "ei_store_bytes",
+            "Bytes of the data directory on disk.",
+            gauges.1 as f64,
+        ),
+        (
+            "ei_store_live_data_bytes",
+            "RocksDB's estimate of live data.",
+            gauges.2 as f64,
+        ),
+        (
+            "ei_uptime_seconds",
+            "Seconds since start.",
+            state.started.elapsed().as_secs_f64(),
+        ),
     ]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], Body::from(text)).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        Body::from(text),
+    )
+        .into_response()
 }

@@ -51,7 +51,11 @@ impl Histogram {
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {sum}");
         let _ = writeln!(out, "{name}_count{braces} {count}");
     }
@@ -121,12 +125,19 @@ impl Metrics {
         out.push_str("# HELP ei_requests_total Requests by service and outcome (OK, EI code, or header).\n# TYPE ei_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for ((service, outcome), n) in m.iter() {
-                let _ = writeln!(out, "ei_requests_total{{service=\"{service}\",outcome=\"{outcome}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "ei_requests_total{{service=\"{service}\",outcome=\"{outcome}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP ei_request_duration_seconds Request latency by service.\n# TYPE ei_request_duration_seconds histogram\n");
         for (s, h) in SERVICES.iter().zip(&self.latency) {
-            h.render(&mut out, "ei_request_duration_seconds", &format!("service=\"{s}\""));
+            h.render(
+                &mut out,
+                "ei_request_duration_seconds",
+                &format!("service=\"{s}\""),
+            );
         }
         out.push_str("# HELP ei_engagements_changed_total Effective changes written, by kind.\n# TYPE ei_engagements_changed_total counter\n");
         for (kind, v) in [
@@ -136,14 +147,24 @@ impl Metrics {
             ("owner_changed", &self.owner_changed),
             ("unchanged", &self.unchanged),
         ] {
-            let _ = writeln!(out, "ei_engagements_changed_total{{kind=\"{kind}\"}} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "ei_engagements_changed_total{{kind=\"{kind}\"}} {}",
+                v.load(Relaxed)
+            );
         }
         out.push_str("# HELP ei_store_group_commits_total Write batches committed, each with one WAL fsync.\n# TYPE ei_store_group_commits_total counter\n");
-        let _ = writeln!(out, "ei_store_group_commits_total {}", self.group_commits.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "ei_store_group_commits_total {}",
+            self.group_commits.load(Relaxed)
+        );
         out.push_str("# HELP ei_store_batch_requests Requests per group commit.\n# TYPE ei_store_batch_requests histogram\n");
-        self.batch_requests.render(&mut out, "ei_store_batch_requests", "");
+        self.batch_requests
+            .render(&mut out, "ei_store_batch_requests", "");
         out.push_str("# HELP ei_store_batch_engagements Posts written per group commit.\n# TYPE ei_store_batch_engagements histogram\n");
-        self.batch_engagements.render(&mut out, "ei_store_batch_engagements", "");
+        self.batch_engagements
+            .render(&mut out, "ei_store_batch_engagements", "");
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -164,8 +185,12 @@ mod tests {
         let text = m.render(&[("ei_engagements", "Posts.", 7.0)]);
         assert!(text.contains("ei_requests_total{service=\"Update\",outcome=\"OK\"} 1"));
         assert!(text.contains("ei_requests_total{service=\"Update\",outcome=\"EI004\"} 1"));
-        assert!(text.contains("ei_request_duration_seconds_bucket{service=\"Update\",le=\"0.0005\"} 1"));
-        assert!(text.contains("ei_request_duration_seconds_bucket{service=\"Update\",le=\"0.005\"} 2"));
+        assert!(
+            text.contains("ei_request_duration_seconds_bucket{service=\"Update\",le=\"0.0005\"} 1")
+        );
+        assert!(
+            text.contains("ei_request_duration_seconds_bucket{service=\"Update\",le=\"0.005\"} 2")
+        );
         assert!(text.contains("ei_request_duration_seconds_count{service=\"Update\"} 2"));
         assert!(text.contains("ei_store_group_commits_total 1"));
         assert!(text.contains("ei_store_batch_requests_bucket{le=\"4\"} 1"));

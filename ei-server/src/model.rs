@@ -84,18 +84,17 @@ impl Field {
         match self {
             Field::RegisteredResidentIdentification => 32,
             Field::ServiceDomain | Field::Categorization => 255,
-            Field::LogicalAddress
-            | Field::SourceSystem
-            | Field::DataController
-            | Field::Owner => 64,
+            Field::LogicalAddress | Field::SourceSystem | Field::DataController | Field::Owner => {
+                64
+            }
             Field::BusinessObjectInstanceIdentifier | Field::ClinicalProcessInterestId => 128,
             Field::MostRecentContent | Field::CreationTime | Field::UpdateTime => 14,
         }
     }
 
     /// Looks a field up by its element name (case-sensitive, as XML is).
-    pub fn from_name(name: &[u8]) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name().as_bytes() == name)
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// Position in [`Field::ALL`], used to index per-field arrays.
@@ -382,7 +381,10 @@ mod tests {
         assert_eq!(t.to_string(), "20150310104108");
         assert_eq!(t.as_u64(), 20150310104108);
         assert!(Timestamp::try_from("20240229235959").is_ok(), "leap day");
-        assert!(Timestamp::try_from("20000229000000").is_ok(), "400-year leap");
+        assert!(
+            Timestamp::try_from("20000229000000").is_ok(),
+            "400-year leap"
+        );
     }
 
     #[test]
@@ -420,8 +422,8 @@ mod tests {
     #[test]
     fn field_names_round_trip() {
         for f in Field::ALL {
-            assert_eq!(Field::from_name(f.name().as_bytes()), Some(f));
+            assert_eq!(Field::from_name(f.name()), Some(f));
         }
-        assert_eq!(Field::from_name(b"deleteFlag"), None);
+        assert_eq!(Field::from_name("deleteFlag"), None);
     }
 }

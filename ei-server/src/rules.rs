@@ -206,9 +206,8 @@ pub fn validate_notification(
 }
 
 fn check_routing(cfg: &RulesConfig, given: Option<&str>) -> Result<(), EiError> {
-    let ok = given.is_some_and(|g| {
-        g == cfg.own_hsa_id || cfg.alternative_hsa_id.as_deref() == Some(g)
-    });
+    let ok =
+        given.is_some_and(|g| g == cfg.own_hsa_id || cfg.alternative_hsa_id.as_deref() == Some(g));
     if ok {
         return Ok(());
     }
@@ -281,14 +280,14 @@ fn check_transaction(
             }
         }
     }
-    let reserved = |v: Option<&str>| v.filter(|v| cfg.reserved_hsa_ids.iter().any(|r| r == v));
-    if let Some(v) = reserved(e.get(Field::LogicalAddress)) {
+    let is_reserved = |v: &&str| cfg.reserved_hsa_ids.iter().any(|r| r == v);
+    if let Some(v) = e.get(Field::LogicalAddress).filter(is_reserved) {
         return Err(EiError::ReservedLogicalAddress {
             index,
             value: v.to_owned(),
         });
     }
-    if let Some(v) = reserved(e.get(Field::SourceSystem)) {
+    if let Some(v) = e.get(Field::SourceSystem).filter(is_reserved) {
         return Err(EiError::ReservedSourceSystem {
             index,
             value: v.to_owned(),
@@ -408,9 +407,10 @@ pub fn validate_find(raw: RawFindContent) -> Result<FindQuery, EiError> {
         .filter_map(|field| take(*field).map(|v| (*field, v)))
         .collect();
     let most_recent_content = match take(Field::MostRecentContent) {
-        Some(v) => Some(Timestamp::try_from(v.as_str()).map_err(|why| {
-            payload(format!("Field \"{}\": {why}", Field::MostRecentContent))
-        })?),
+        Some(v) => Some(
+            Timestamp::try_from(v.as_str())
+                .map_err(|why| payload(format!("Field \"{}\": {why}", Field::MostRecentContent)))?,
+        ),
         None => None,
     };
     Ok(FindQuery {

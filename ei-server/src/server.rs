@@ -18,9 +18,15 @@ use tokio::net::TcpListener;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot open the store in {path}: {source}")]
-    Store { path: std::path::PathBuf, source: StoreError },
+    Store {
+        path: std::path::PathBuf,
+        source: StoreError,
+    },
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -28,7 +34,10 @@ pub enum ServerError {
 /// Opens the store described by `config`.
 pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, ServerError> {
     let path = config.data_dir.clone();
-    std::fs::create_dir_all(&path).map_err(|source| ServerError::DataDir { path: path.clone(), source })?;
+    std::fs::create_dir_all(&path).map_err(|source| ServerError::DataDir {
+        path: path.clone(),
+        source,
+    })?;
     let mut opts = StoreOptions::new(&config.hsa_id);
     opts.sync = config.wal_sync;
     opts.max_group_requests = config.max_group_requests;
@@ -69,7 +78,9 @@ pub async fn run(
         })
         .await;
     drop(state);
-    tokio::task::spawn_blocking(move || store.close()).await.ok();
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .ok();
     tracing::info!("store closed");
     Ok(result?)
 }

@@ -41,7 +41,12 @@ pub struct Service {
 impl Service {
     pub fn new(rules: RulesConfig, error_mode: ErrorMode, store: Arc<Store>) -> Service {
         let metrics = store.metrics().clone();
-        Service { rules, error_mode, store, metrics }
+        Service {
+            rules,
+            error_mode,
+            store,
+            metrics,
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -55,16 +60,24 @@ impl Service {
             Ok(r) => r,
             Err(e) => self.error_reply(op, &e),
         };
-        self.metrics.request(op.name(), reply.outcome, started.elapsed());
+        self.metrics
+            .request(op.name(), reply.outcome, started.elapsed());
         reply
     }
 
-    async fn dispatch(&self, op: Operation, correlation_id: Option<&str>, body: Bytes) -> Result<Reply, EiError> {
+    async fn dispatch(
+        &self,
+        op: Operation,
+        correlation_id: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, EiError> {
         rules::check_correlation_id(correlation_id)?;
-        let request = parse(body).await.map_err(|e| EiError::Technical(e.to_string()))?;
+        let request = parse(body)
+            .await
+            .map_err(|e| EiError::Technical(e.to_string()))?;
         match (op, request) {
             (Operation::FindContent, Request::FindContent { query, .. }) => {
-                let q = rules::validate_find(query)?;
+                let q = rules::validate_find(*query)?;
                 let store = self.store.clone();
                 let found = tokio::task::spawn_blocking(move || store.find(&q))
                     .await
@@ -73,15 +86,21 @@ impl Service {
                 tracing::debug!(found = found.len(), "FindContent");
                 Ok(ok_reply(find_reply(&found)))
             }
-            (Operation::Update | Operation::ProcessNotification, Request::Write { operation, logical_address, transactions })
-                if operation == op =>
-            {
-                self.write(op, logical_address.as_deref(), transactions).await.map(|_| {
+            (
+                Operation::Update | Operation::ProcessNotification,
+                Request::Write {
+                    operation,
+                    logical_address,
+                    transactions,
+                },
+            ) if operation == op => self
+                .write(op, logical_address.as_deref(), transactions)
+                .await
+                .map(|_| {
                     let mut body = String::with_capacity(400);
                     codec::write_result(&mut body, op, ResultCode::Ok, None);
                     ok_reply(body)
-                })
-            }
+                }),
             (_, other) => Err(EiError::Technical(format!(
                 "this endpoint serves {} but the request is {}",
                 op.name(),
@@ -99,8 +118,14 @@ impl Service {
         transactions: Vec<crate::model::RawTransaction>,
     ) -> Result<Changes, EiError> {
         let (service, valid) = match op {
-            Operation::Update => (WriteService::Update, rules::validate_update(&self.rules, logical_address, transactions)?),
-            _ => (WriteService::ProcessNotification, rules::validate_notification(&self.rules, transactions)?),
+            Operation::Update => (
+                WriteService::Update,
+                rules::validate_update(&self.rules, logical_address, transactions)?,
+            ),
+            _ => (
+                WriteService::ProcessNotification,
+                rules::validate_notification(&self.rules, transactions)?,
+            ),
         };
         if valid.is_empty() {
             // ProcessNotification whose every transaction was this index's own (pR4).
@@ -112,7 +137,12 @@ impl Service {
             .write(service, valid, clock::now())
             .await
             .map_err(|e| internal("write", &*e))?;
-        tracing::info!(transactions = n, changes = changes.len(), "{} applied", op.name());
+        tracing::info!(
+            transactions = n,
+            changes = changes.len(),
+            "{} applied",
+            op.name()
+        );
         Ok(changes)
     }
 
@@ -125,12 +155,23 @@ impl Service {
             tracing::info!(code = outcome, "request refused: {}", wire.text);
         }
         let mut body = String::with_capacity(512);
-        if self.error_mode == ErrorMode::ResultCode && e.is_logical() && op != Operation::FindContent {
+        if self.error_mode == ErrorMode::ResultCode
+            && e.is_logical()
+            && op != Operation::FindContent
+        {
             codec::write_result(&mut body, op, ResultCode::Error, Some(&wire.text));
-            return Reply { status: 200, body, outcome };
+            return Reply {
+                status: 200,
+                body,
+                outcome,
+            };
         }
         codec::write_fault(&mut body, wire.fault_code.qname(), &wire.text);
-        Reply { status: 500, body, outcome }
+        Reply {
+            status: 500,
+            body,
+            outcome,
+        }
     }
 }
 
@@ -140,7 +181,11 @@ fn internal(what: &str, e: &dyn std::fmt::Display) -> EiError {
 }
 
 fn ok_reply(body: String) -> Reply {
-    Reply { status: 200, body, outcome: "OK" }
+    Reply {
+        status: 200,
+        body,
+        outcome: "OK",
+    }
 }
 
 fn find_reply(found: &[Engagement]) -> String {
@@ -168,4 +213,3 @@ async fn parse(body: Bytes) -> Result<Request, CodecError> {
     .await
     .unwrap_or_else(|e| Err(CodecError::Xml(format!("parser task failed: {e}"))))
 }
-

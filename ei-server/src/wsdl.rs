@@ -107,7 +107,10 @@ mod tests {
     fn every_import_of_every_wsdl_is_served() {
         for op in Operation::ALL {
             let w = wsdl(op, "http://h");
-            for chunk in w.split("schemaLocation='http://h/skltp-ei/schemas/").skip(1) {
+            for chunk in w
+                .split("schemaLocation='http://h/skltp-ei/schemas/")
+                .skip(1)
+            {
                 let path = &chunk[..chunk.find('\'').unwrap()];
                 let xsd = schema(path).unwrap_or_else(|| panic!("{path} not served"));
                 // The XSD's own relative imports resolve to served files too.

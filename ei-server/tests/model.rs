@@ -39,11 +39,21 @@ struct Tx {
 enum Op {
     Update(Vec<Tx>),
     Notify(Vec<Tx>),
-    Find { resident: u8, domain: u8, category: Option<u8>, source: Option<u8>, mrc: Option<u64> },
+    Find {
+        resident: u8,
+        domain: u8,
+        category: Option<u8>,
+        source: Option<u8>,
+        mrc: Option<u64>,
+    },
 }
 
 fn owner_name(o: u8) -> String {
-    if o == 0 { OWN.to_owned() } else { format!("other-{o}") }
+    if o == 0 {
+        OWN.to_owned()
+    } else {
+        format!("other-{o}")
+    }
 }
 
 fn key(t: &Tx, owner: &str) -> Key {
@@ -72,12 +82,19 @@ fn raw(t: &Tx, with_owner: bool) -> RawTransaction {
             e.set(*f, v.clone());
         }
     }
-    for (f, v) in [(Field::MostRecentContent, t.mrc), (Field::CreationTime, t.creation), (Field::UpdateTime, t.update)] {
+    for (f, v) in [
+        (Field::MostRecentContent, t.mrc),
+        (Field::CreationTime, t.creation),
+        (Field::UpdateTime, t.update),
+    ] {
         if let Some(v) = v {
             e.set(f, ts_text(v));
         }
     }
-    RawTransaction { delete_flag: Some(t.delete.to_string()), engagement: e }
+    RawTransaction {
+        delete_flag: Some(t.delete.to_string()),
+        engagement: e,
+    }
 }
 
 impl Model {
@@ -131,7 +148,14 @@ impl Model {
         }
     }
 
-    fn find(&self, resident: u8, domain: u8, category: Option<u8>, source: Option<u8>, mrc: Option<u64>) -> Vec<(Key, Post)> {
+    fn find(
+        &self,
+        resident: u8,
+        domain: u8,
+        category: Option<u8>,
+        source: Option<u8>,
+        mrc: Option<u64>,
+    ) -> Vec<(Key, Post)> {
         self.posts
             .iter()
             .filter(|(k, p)| {
@@ -147,25 +171,35 @@ impl Model {
 }
 
 fn timestamp() -> impl Strategy<Value = u64> {
-    prop_oneof![Just(20200101000000u64), Just(20210615123000), Just(20221231235959)]
+    prop_oneof![
+        Just(20200101000000u64),
+        Just(20210615123000),
+        Just(20221231235959)
+    ]
 }
 
 fn tx() -> impl Strategy<Value = Tx> {
     (
         (any::<bool>(), 0u8..2, 0u8..2, 0u8..3, 0u8..2, 0u8..3),
-        (proptest::option::of(timestamp()), proptest::option::of(timestamp()), proptest::option::of(timestamp())),
+        (
+            proptest::option::of(timestamp()),
+            proptest::option::of(timestamp()),
+            proptest::option::of(timestamp()),
+        ),
     )
-        .prop_map(|((delete, resident, domain, category, source, owner), (mrc, creation, update))| Tx {
-            delete: delete && resident == 0,
-            resident,
-            domain,
-            category,
-            source,
-            owner,
-            mrc,
-            creation,
-            update,
-        })
+        .prop_map(
+            |((delete, resident, domain, category, source, owner), (mrc, creation, update))| Tx {
+                delete: delete && resident == 0,
+                resident,
+                domain,
+                category,
+                source,
+                owner,
+                mrc,
+                creation,
+                update,
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -180,22 +214,41 @@ fn op() -> impl Strategy<Value = Op> {
 fn as_model(e: &Engagement) -> (Key, Post) {
     let k: Key = e.key.parts().clone();
     let t = |t: Option<Timestamp>| t.map(Timestamp::as_u64);
-    (k, (t(e.most_recent_content), t(e.creation_time), t(e.update_time)))
+    (
+        k,
+        (
+            t(e.most_recent_content),
+            t(e.creation_time),
+            t(e.update_time),
+        ),
+    )
 }
 
 /// Distinct keys within one request (duplicates are EI002; tested separately).
 fn has_duplicate_keys(txs: &[Tx], update: bool) -> bool {
     let mut seen = std::collections::HashSet::new();
     txs.iter().any(|t| {
-        let owner = if update { OWN.to_owned() } else { owner_name(t.owner) };
+        let owner = if update {
+            OWN.to_owned()
+        } else {
+            owner_name(t.owner)
+        };
         !seen.insert(key(t, &owner))
     })
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::new(OWN), Arc::new(Metrics::default())).unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreOptions::new(OWN),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
     let cfg = RulesConfig::new(OWN, "platform");
     let mut model = Model::default();
     for (step, op) in ops.into_iter().enumerate() {
@@ -210,7 +263,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let valid = result.unwrap();
-                let changes = rt.block_on(store.write(WriteService::Update, valid, now_ts)).unwrap();
+                let changes = rt
+                    .block_on(store.write(WriteService::Update, valid, now_ts))
+                    .unwrap();
                 prop_assert_eq!(changes.len(), model.update(&txs, now));
             }
             Op::Notify(txs) => {
@@ -222,16 +277,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let valid = result.unwrap();
                 if !valid.is_empty() {
-                    rt.block_on(store.write(WriteService::ProcessNotification, valid, now_ts)).unwrap();
+                    rt.block_on(store.write(WriteService::ProcessNotification, valid, now_ts))
+                        .unwrap();
                 }
                 model.notify(&txs, now);
             }
-            Op::Find { resident, domain, category, source, mrc } => {
+            Op::Find {
+                resident,
+                domain,
+                category,
+                source,
+                mrc,
+            } => {
                 let q = FindQuery {
                     registered_resident_identification: format!("19121212000{resident}"),
                     service_domain: format!("riv:domain:{domain}"),
                     categorization: category.map(|c| format!("cat-{c}")),
-                    filters: source.map(|s| (Field::SourceSystem, format!("src-{s}"))).into_iter().collect(),
+                    filters: source
+                        .map(|s| (Field::SourceSystem, format!("src-{s}")))
+                        .into_iter()
+                        .collect(),
                     most_recent_content: mrc.map(|m| Timestamp::from_u64(m).unwrap()),
                 };
                 let got: Vec<_> = store.find(&q).unwrap().iter().map(as_model).collect();

@@ -41,6 +41,7 @@ found = find.service.FindContent(
     serviceDomain="riv:clinicalprocess:healthcond:description",
     _soapheaders={"LogicalAddress": "5565594230"},
 )
+items = found.engagement if hasattr(found, "engagement") else found
 answer["found"] = [
     {
         "categorization": e.categorization,
@@ -48,7 +49,7 @@ answer["found"] = [
         "mostRecentContent": e.mostRecentContent,
         "creationTime": e.creationTime,
     }
-    for e in found
+    for e in items
 ]
 try:
     update.service.Update(

@@ -10,9 +10,16 @@ fn zeep_imports_the_wsdl_and_calls_update_and_find_content() {
     let server = ServerProcess::start(dir.path(), &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/zeep_client.py");
     let python = std::env::var("EI_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python).arg(script).arg(&server.base).output().expect("run python3");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&server.base)
+        .output()
+        .expect("run python3");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "zeep client failed (is zeep installed? see scripts/setup.sh):\n{stderr}");
+    assert!(
+        out.status.success(),
+        "zeep client failed (is zeep installed? see scripts/setup.sh):\n{stderr}"
+    );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["update"], "OK");
     let found = answer["found"].as_array().unwrap();

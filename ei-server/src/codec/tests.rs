@@ -11,7 +11,11 @@ const SAMPLE_FIND: &str = include_str!("../../../tests/samples/FindContent_OK.xm
 
 fn parse_write(body: &str) -> (Operation, Option<String>, Vec<RawTransaction>) {
     match parse_request(body.as_bytes()).unwrap() {
-        Request::Write { operation, logical_address, transactions } => (operation, logical_address, transactions),
+        Request::Write {
+            operation,
+            logical_address,
+            transactions,
+        } => (operation, logical_address, transactions),
         other => panic!("not a write: {other:?}"),
     }
 }
@@ -24,9 +28,18 @@ fn reads_the_platform_sample_update() {
     assert_eq!(txs.len(), 1);
     let e = &txs[0].engagement;
     assert_eq!(txs[0].delete_flag.as_deref(), Some("false"));
-    assert_eq!(e.get(Field::RegisteredResidentIdentification), Some("${citizenId1}"));
-    assert_eq!(e.get(Field::ServiceDomain), Some("urn:riv:test:domain-scaletest1"));
-    assert_eq!(e.get(Field::BusinessObjectInstanceIdentifier), Some("172560"));
+    assert_eq!(
+        e.get(Field::RegisteredResidentIdentification),
+        Some("${citizenId1}")
+    );
+    assert_eq!(
+        e.get(Field::ServiceDomain),
+        Some("urn:riv:test:domain-scaletest1")
+    );
+    assert_eq!(
+        e.get(Field::BusinessObjectInstanceIdentifier),
+        Some("172560")
+    );
     assert_eq!(e.get(Field::MostRecentContent), Some("20150310104108"));
     assert_eq!(e.get(Field::Owner), None);
 }
@@ -35,15 +48,23 @@ fn reads_the_platform_sample_update() {
 fn reads_the_1000_post_sample() {
     let (_, _, txs) = parse_write(SAMPLE_1000);
     assert_eq!(txs.len(), 1000);
-    assert!(txs.iter().all(|t| t.engagement.get(Field::DataController).is_some()));
+    assert!(txs
+        .iter()
+        .all(|t| t.engagement.get(Field::DataController).is_some()));
 }
 
 #[test]
 fn reads_the_sample_find_content_despite_leading_whitespace() {
     match parse_request(SAMPLE_FIND.as_bytes()).unwrap() {
         Request::FindContent { query, .. } => {
-            assert_eq!(query.fields.get(Field::RegisteredResidentIdentification), Some("${citizenId1}"));
-            assert_eq!(query.fields.get(Field::ServiceDomain), Some("urn:riv:test:domain-1"));
+            assert_eq!(
+                query.fields.get(Field::RegisteredResidentIdentification),
+                Some("${citizenId1}")
+            );
+            assert_eq!(
+                query.fields.get(Field::ServiceDomain),
+                Some("urn:riv:test:domain-1")
+            );
             assert_eq!(query.fields.get(Field::Categorization), None);
         }
         other => panic!("{other:?}"),
@@ -70,12 +91,19 @@ fn lenient_prefixes_order_unknown_elements_and_missing_delete_flag() {
 </e:Envelope>"#;
     let (_, la, txs) = parse_write(body);
     assert_eq!(la, None);
-    assert_eq!(txs.len(), 1, "transactions inside unknown elements are not read");
+    assert_eq!(
+        txs.len(),
+        1,
+        "transactions inside unknown elements are not read"
+    );
     assert_eq!(txs[0].delete_flag, None);
     let e = &txs[0].engagement;
     assert_eq!(e.get(Field::Categorization), Some("a & b A<c>"));
     assert_eq!(e.get(Field::DataController), Some("dc"));
-    assert_eq!(e.get(Field::RegisteredResidentIdentification), Some("191212121212"));
+    assert_eq!(
+        e.get(Field::RegisteredResidentIdentification),
+        Some("191212121212")
+    );
 }
 
 #[test]
@@ -88,7 +116,11 @@ fn empty_elements_are_empty_strings() {
 
 #[test]
 fn refuses_what_it_cannot_read() {
-    let env = |inner: &str| format!(r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{inner}</s:Body></s:Envelope>"#);
+    let env = |inner: &str| {
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{inner}</s:Body></s:Envelope>"#
+        )
+    };
     let cases: Vec<(String, &str)> = vec![
         ("".into(), "empty"),
         ("<a>".into(), "not a SOAP 1.1 envelope"),
@@ -115,13 +147,27 @@ fn update_reply_binds_ns2() {
     write_result(&mut out, Operation::Update, ResultCode::Ok, None);
     assert!(out.contains("<ns2:ResultCode>OK</ns2:ResultCode>"));
     assert!(out.contains(r#"xmlns:ns2="urn:riv:itintegration:engagementindex:UpdateResponder:1""#));
-    assert_eq!(parse_reply(out.as_bytes()).unwrap(), Reply::Result { code: "OK".into(), comment: None });
+    assert_eq!(
+        parse_reply(out.as_bytes()).unwrap(),
+        Reply::Result {
+            code: "OK".into(),
+            comment: None
+        }
+    );
     out.clear();
-    write_result(&mut out, Operation::ProcessNotification, ResultCode::Error, Some("EI002: x < y"));
+    write_result(
+        &mut out,
+        Operation::ProcessNotification,
+        ResultCode::Error,
+        Some("EI002: x < y"),
+    );
     assert!(out.contains("<ns2:ProcessNotificationResponse"));
     assert_eq!(
         parse_reply(out.as_bytes()).unwrap(),
-        Reply::Result { code: "ERROR".into(), comment: Some("EI002: x < y".into()) }
+        Reply::Result {
+            code: "ERROR".into(),
+            comment: Some("EI002: x < y".into())
+        }
     );
 }
 
@@ -131,21 +177,24 @@ fn fault_round_trip_escapes_text() {
     write_fault(&mut out, "soap:Client", "EI004: field \"a\" <b> & c");
     assert_eq!(
         parse_reply(out.as_bytes()).unwrap(),
-        Reply::Fault { code: "soap:Client".into(), message: "EI004: field \"a\" <b> & c".into() }
+        Reply::Fault {
+            code: "soap:Client".into(),
+            message: "EI004: field \"a\" <b> & c".into()
+        }
     );
 }
 
 fn sample_transactions() -> Vec<Transaction> {
-    let (_, _, raw) = parse_write(SAMPLE_1000);
-    let raw = raw
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut t)| {
-            t.engagement.set(Field::RegisteredResidentIdentification, format!("19121212{:04}", i % 4));
-            t
-        })
-        .collect();
-    validate_update(&RulesConfig::new("5565594230", "p"), Some("5565594230"), raw).unwrap()
+    let filled = (1..=4).fold(SAMPLE_1000.to_owned(), |s, i| {
+        s.replace(&format!("${{citizenId{i}}}"), &format!("19121212{i:04}"))
+    });
+    let (_, _, raw) = parse_write(&filled);
+    validate_update(
+        &RulesConfig::new("5565594230", "p"),
+        Some("5565594230"),
+        raw,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -157,7 +206,12 @@ fn write_request_round_trips_through_the_reader() {
     write_write_request(&mut out, Operation::Update, "5565594230", &txs);
     let (op, la, raw) = parse_write(&out);
     assert_eq!((op, la.as_deref()), (Operation::Update, Some("5565594230")));
-    let back = validate_update(&RulesConfig::new("5565594230", "p"), Some("5565594230"), raw).unwrap();
+    let back = validate_update(
+        &RulesConfig::new("5565594230", "p"),
+        Some("5565594230"),
+        raw,
+    )
+    .unwrap();
     assert_eq!(back, txs);
 }
 
@@ -171,7 +225,9 @@ fn find_content_reply_round_trips_and_omits_unset_times() {
     let mut out = String::new();
     write_find_content_response(&mut out, &es);
     assert!(!out.contains("<updateTime>"), "unset updateTime is omitted");
-    let Reply::Engagements(back) = parse_reply(out.as_bytes()).unwrap() else { panic!() };
+    let Reply::Engagements(back) = parse_reply(out.as_bytes()).unwrap() else {
+        panic!()
+    };
     assert_eq!(back.len(), 50);
     for (raw, e) in back.iter().zip(&es) {
         for f in Field::ALL {
@@ -189,7 +245,10 @@ fn find_content_request_round_trips() {
     let mut out = String::new();
     write_find_content_request(&mut out, "ei", &q);
     match parse_request(out.as_bytes()).unwrap() {
-        Request::FindContent { logical_address, query } => {
+        Request::FindContent {
+            logical_address,
+            query,
+        } => {
             assert_eq!(logical_address.as_deref(), Some("ei"));
             assert_eq!(query.fields, q);
         }
@@ -201,7 +260,10 @@ fn find_content_request_round_trips() {
 fn empty_find_content_reply() {
     let mut out = String::new();
     write_find_content_response(&mut out, &[]);
-    assert_eq!(parse_reply(out.as_bytes()).unwrap(), Reply::Engagements(vec![]));
+    assert_eq!(
+        parse_reply(out.as_bytes()).unwrap(),
+        Reply::Engagements(vec![])
+    );
 }
 
 mod prop {

@@ -11,7 +11,10 @@ fn raw(resident: &str) -> RawTransaction {
     let mut e = RawEngagement::default();
     for (f, v) in [
         (Field::RegisteredResidentIdentification, resident),
-        (Field::ServiceDomain, "riv:clinicalprocess:healthcond:description"),
+        (
+            Field::ServiceDomain,
+            "riv:clinicalprocess:healthcond:description",
+        ),
         (Field::Categorization, "voo"),
         (Field::LogicalAddress, "SE2321000016-15CQ"),
         (Field::BusinessObjectInstanceIdentifier, "NA"),
@@ -45,7 +48,10 @@ fn correlation_id_is_mandatory() {
     assert!(check_correlation_id(Some("abc")).is_ok());
     for missing in [None, Some(""), Some("  ")] {
         let e = check_correlation_id(missing).unwrap_err();
-        assert_eq!(e.wire().text, "Mandatory HTTP header x-skltp-correlation-id is missing");
+        assert_eq!(
+            e.wire().text,
+            "Mandatory HTTP header x-skltp-correlation-id is missing"
+        );
         assert_eq!(e.wire().code, None);
     }
 }
@@ -84,7 +90,12 @@ fn transaction_count_bounds() {
         "EI000: A technical error has occurred, error message: The request contains more than 1000 engagements. Maximum number of engagements per request is 1000."
     );
     let max: Vec<_> = (0..1000).map(|i| raw(&format!("19121212{i:04}"))).collect();
-    assert_eq!(validate_update(&cfg(), Some("ei-hsa-id"), max).unwrap().len(), 1000);
+    assert_eq!(
+        validate_update(&cfg(), Some("ei-hsa-id"), max)
+            .unwrap()
+            .len(),
+        1000
+    );
 }
 
 #[test]
@@ -109,7 +120,10 @@ fn duplicate_check_comes_before_the_field_checks_of_that_transaction() {
     let txs = vec![bad.clone(), bad];
     // #1 is checked completely first, so its whitespace error wins.
     assert!(update_err(txs).starts_with("EI004"));
-    let ok_then_dup = vec![raw("1"), with(raw("1"), Field::MostRecentContent, Some("bad"))];
+    let ok_then_dup = vec![
+        raw("1"),
+        with(raw("1"), Field::MostRecentContent, Some("bad")),
+    ];
     assert!(update_err(ok_then_dup).starts_with("EI002"));
 }
 
@@ -186,13 +200,21 @@ fn too_long_fields() {
         }
     }
     // Characters, not bytes: 32 two-byte characters still fit the resident id.
-    let t = with(raw("1"), Field::RegisteredResidentIdentification, Some(&"ö".repeat(32)));
+    let t = with(
+        raw("1"),
+        Field::RegisteredResidentIdentification,
+        Some(&"ö".repeat(32)),
+    );
     assert!(validate_update(&cfg(), Some("ei-hsa-id"), vec![t]).is_ok());
 }
 
 #[test]
 fn missing_comes_before_too_long() {
-    let t = with(raw("1"), Field::RegisteredResidentIdentification, Some(&"1".repeat(40)));
+    let t = with(
+        raw("1"),
+        Field::RegisteredResidentIdentification,
+        Some(&"1".repeat(40)),
+    );
     let t = with(t, Field::DataController, None);
     assert!(update_err(vec![t]).ends_with("mandatory field \"dataController\" is missing"));
 }
@@ -217,13 +239,19 @@ fn bad_timestamps() {
     let t = with(raw("1"), Field::Owner, Some("other-index"));
     let t = with(t, Field::UpdateTime, Some("20150230000000"));
     let e = validate_notification(&cfg(), vec![t]).unwrap_err();
-    assert!(e.wire().text.ends_with("Field \"updateTime\": 20150230000000 has an invalid day (30)"));
+    assert!(e
+        .wire()
+        .text
+        .ends_with("Field \"updateTime\": 20150230000000 has an invalid day (30)"));
 }
 
 #[test]
 fn delete_flag() {
     let ok = |flag: Option<&str>| {
-        let t = RawTransaction { delete_flag: flag.map(Into::into), ..raw("1") };
+        let t = RawTransaction {
+            delete_flag: flag.map(Into::into),
+            ..raw("1")
+        };
         validate_update(&cfg(), Some("ei-hsa-id"), vec![t]).map(|v| v[0].action)
     };
     assert_eq!(ok(None), Ok(Action::Save));
@@ -231,7 +259,11 @@ fn delete_flag() {
     assert_eq!(ok(Some("0")), Ok(Action::Save));
     assert_eq!(ok(Some("true")), Ok(Action::Delete));
     assert_eq!(ok(Some("1")), Ok(Action::Delete));
-    assert!(ok(Some("yes")).unwrap_err().wire().text.contains("\"deleteFlag\""));
+    assert!(ok(Some("yes"))
+        .unwrap_err()
+        .wire()
+        .text
+        .contains("\"deleteFlag\""));
 }
 
 #[test]
@@ -239,7 +271,10 @@ fn update_stamps_the_owner() {
     let t = with(raw("1"), Field::Owner, Some("someone-else"));
     let v = validate_update(&cfg(), Some("ei-hsa-id"), vec![t]).unwrap();
     assert_eq!(v[0].engagement.key.owner(), "ei-hsa-id");
-    assert_eq!(v[0].engagement.most_recent_content.unwrap().to_string(), "20150310104108");
+    assert_eq!(
+        v[0].engagement.most_recent_content.unwrap().to_string(),
+        "20150310104108"
+    );
 }
 
 #[test]
@@ -256,15 +291,30 @@ fn notification_keeps_the_given_times() {
     let t = with(raw("2"), Field::Owner, Some("other-index"));
     let t = with(t, Field::CreationTime, Some("20200101000000"));
     let v = validate_notification(&cfg(), vec![t]).unwrap();
-    assert_eq!(v[0].engagement.creation_time.unwrap().to_string(), "20200101000000");
+    assert_eq!(
+        v[0].engagement.creation_time.unwrap().to_string(),
+        "20200101000000"
+    );
     assert_eq!(v[0].engagement.update_time, None);
 }
 
 #[test]
 fn errors_map_to_fault_codes_and_logical_flag() {
-    assert_eq!(EiError::Technical("x".into()).wire().fault_code, FaultCode::Client);
-    assert_eq!(EiError::Internal("disk".into()).wire().fault_code, FaultCode::Server);
-    assert!(!EiError::Internal("disk".into()).wire().text.contains("disk"), "internal causes stay in the log");
+    assert_eq!(
+        EiError::Technical("x".into()).wire().fault_code,
+        FaultCode::Client
+    );
+    assert_eq!(
+        EiError::Internal("disk".into()).wire().fault_code,
+        FaultCode::Server
+    );
+    assert!(
+        !EiError::Internal("disk".into())
+            .wire()
+            .text
+            .contains("disk"),
+        "internal causes stay in the log"
+    );
     assert!(EiError::Payload("x".into()).is_logical());
     assert!(!EiError::Technical("x".into()).is_logical());
     assert!(!EiError::MissingCorrelationId.is_logical());
@@ -304,7 +354,13 @@ fn find_content_filters() {
     ]))
     .unwrap();
     assert_eq!(q.categorization.as_deref(), Some("c"));
-    assert_eq!(q.filters, vec![(Field::SourceSystem, "s".into()), (Field::Owner, "o".into())]);
+    assert_eq!(
+        q.filters,
+        vec![
+            (Field::SourceSystem, "s".into()),
+            (Field::Owner, "o".into())
+        ]
+    );
     let e = validate_find(find(&[
         (Field::RegisteredResidentIdentification, "1"),
         (Field::ServiceDomain, "d"),

@@ -28,8 +28,8 @@ use rocksdb::{
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Storage failures. Callers answer them with a server fault and log the cause.
@@ -40,7 +40,11 @@ pub enum StoreError {
     #[error(transparent)]
     Corrupt(#[from] schema::Corrupt),
     #[error("the data directory {path} holds schema version {found}; this build reads version {expected}")]
-    SchemaVersion { path: PathBuf, found: u32, expected: u32 },
+    SchemaVersion {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
     #[error("the store is closed")]
     Closed,
 }
@@ -94,7 +98,11 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `path` and starts its writer thread.
-    pub fn open(path: &Path, options: StoreOptions, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
+    pub fn open(
+        path: &Path,
+        options: StoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
         let db = Arc::new(open_db(path, &options)?);
         check_schema(&db, path)?;
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
@@ -108,7 +116,9 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("ei-store-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Corrupt(schema::Corrupt(format!("cannot start the writer: {e}"))))?;
+            .map_err(|e| {
+                StoreError::Corrupt(schema::Corrupt(format!("cannot start the writer: {e}")))
+            })?;
         Ok(Store {
             db,
             path: path.to_owned(),
@@ -143,12 +153,18 @@ impl Store {
 
     /// FindContent: one prefix scan, then the query's remaining filters. Blocking.
     pub fn find(&self, q: &FindQuery) -> Result<Vec<Engagement>, StoreError> {
-        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+        let cf = self
+            .db
+            .cf_handle(schema::CF_ENGAGEMENTS)
+            .expect("column family exists");
         let prefix = schema::query_prefix(q);
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward))
+        {
             let (k, v) = item?;
             let e = schema::decode_value(schema::decode_key(&k)?, &v)?;
             if q.matches(&e) {
@@ -235,9 +251,11 @@ fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
     let meta = db.cf_handle(schema::CF_META).expect("column family exists");
     match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
         Some(v) => {
-            let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                schema::Corrupt("schema_version is not 4 bytes".into())
-            })?);
+            let found = u32::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| schema::Corrupt("schema_version is not 4 bytes".into()))?,
+            );
             if found != schema::SCHEMA_VERSION {
                 return Err(StoreError::SchemaVersion {
                     path: path.to_owned(),
@@ -250,7 +268,11 @@ fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
             let mut b = WriteBatch::default();
-            b.put_cf(meta, schema::META_SCHEMA_VERSION, schema::SCHEMA_VERSION.to_be_bytes());
+            b.put_cf(
+                meta,
+                schema::META_SCHEMA_VERSION,
+                schema::SCHEMA_VERSION.to_be_bytes(),
+            );
             db.write_opt(b, &wo)?;
         }
     }
@@ -259,14 +281,16 @@ fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
 
 fn read_count(db: &DB) -> Result<u64, StoreError> {
     let meta = db.cf_handle(schema::CF_META).expect("column family exists");
-    Ok(match db.get_pinned_cf(meta, schema::META_ENGAGEMENT_COUNT)? {
-        Some(v) => u64::from_be_bytes(
-            v.as_ref()
-                .try_into()
-                .map_err(|_| schema::Corrupt("engagement_count is not 8 bytes".into()))?,
-        ),
-        None => 0,
-    })
+    Ok(
+        match db.get_pinned_cf(meta, schema::META_ENGAGEMENT_COUNT)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| schema::Corrupt("engagement_count is not 8 bytes".into()))?,
+            ),
+            None => 0,
+        },
+    )
 }
 
 /// The writer thread's state.
@@ -291,7 +315,10 @@ impl View for GroupView<'_> {
         if let Some(v) = self.posts.get(&k) {
             return Ok(v.clone());
         }
-        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+        let cf = self
+            .db
+            .cf_handle(schema::CF_ENGAGEMENTS)
+            .expect("column family exists");
         let found = match self.db.get_pinned_cf(cf, &k)? {
             Some(v) => Some(schema::decode_value(key.clone(), &v)?),
             None => None,
@@ -308,11 +335,19 @@ impl View for GroupView<'_> {
 impl GroupView<'_> {
     /// Reads the posts a request will look at with one batched multi-get, so the
     /// per-transaction lookups hit memory.
-    fn prefetch(&mut self, service: WriteService, own: &str, txs: &[Transaction]) -> Result<(), StoreError> {
+    fn prefetch(
+        &mut self,
+        service: WriteService,
+        own: &str,
+        txs: &[Transaction],
+    ) -> Result<(), StoreError> {
         let mut keys: Vec<(Vec<u8>, &EngagementKey)> = Vec::with_capacity(txs.len());
         let mut owned: Vec<EngagementKey> = Vec::new();
         if service == WriteService::ProcessNotification {
-            owned = txs.iter().map(|t| t.engagement.key.with_owner(own)).collect();
+            owned = txs
+                .iter()
+                .map(|t| t.engagement.key.with_owner(own))
+                .collect();
         }
         for key in txs.iter().map(|t| &t.engagement.key).chain(owned.iter()) {
             let k = schema::encode_key(key);
@@ -322,8 +357,13 @@ impl GroupView<'_> {
         }
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         keys.dedup_by(|a, b| a.0 == b.0);
-        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
-        let results = self.db.batched_multi_get_cf(cf, keys.iter().map(|(k, _)| k), true);
+        let cf = self
+            .db
+            .cf_handle(schema::CF_ENGAGEMENTS)
+            .expect("column family exists");
+        let results = self
+            .db
+            .batched_multi_get_cf(cf, keys.iter().map(|(k, _)| k), true);
         for ((k, key), r) in keys.iter().zip(results) {
             let found = match r? {
                 Some(v) => Some(schema::decode_value((*key).clone(), &v)?),
@@ -364,19 +404,33 @@ impl Writer {
 
     /// Applies, writes (one synced batch) and answers one group of requests.
     fn commit_group(&self, jobs: Vec<WriteJob>) {
-        let mut view = GroupView { db: &self.db, posts: HashMap::new() };
+        let mut view = GroupView {
+            db: &self.db,
+            posts: HashMap::new(),
+        };
         let mut batch = WriteBatch::default();
         let mut results = Vec::with_capacity(jobs.len());
         let mut delta: i64 = 0;
         let outcome: Result<(), StoreError> = (|| {
-            let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS).expect("column family exists");
+            let cf = self
+                .db
+                .cf_handle(schema::CF_ENGAGEMENTS)
+                .expect("column family exists");
             for job in &jobs {
                 let _enter = job.span.enter();
                 view.prefetch(job.service, &self.options.own_hsa_id, &job.transactions)?;
-                let out = apply(job.service, &self.options.own_hsa_id, &job.transactions, job.now, &mut view)?;
+                let out = apply(
+                    job.service,
+                    &self.options.own_hsa_id,
+                    &job.transactions,
+                    job.now,
+                    &mut view,
+                )?;
                 for m in &out.mutations {
                     match m {
-                        Mutation::Put(e) => batch.put_cf(cf, schema::encode_key(&e.key), schema::encode_value(e)),
+                        Mutation::Put(e) => {
+                            batch.put_cf(cf, schema::encode_key(&e.key), schema::encode_value(e))
+                        }
                         Mutation::Delete(k) => batch.delete_cf(cf, schema::encode_key(k)),
                     }
                 }
@@ -384,14 +438,18 @@ impl Writer {
                 results.push(out.changes);
             }
             let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
-            let meta = self.db.cf_handle(schema::CF_META).expect("column family exists");
+            let meta = self
+                .db
+                .cf_handle(schema::CF_META)
+                .expect("column family exists");
             batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, new_count.to_be_bytes());
             let mut wo = WriteOptions::default();
             wo.set_sync(self.options.sync);
             let entries = batch.len();
             self.db.write_opt(std::mem::take(&mut batch), &wo)?;
             self.count.store(new_count, Ordering::Relaxed);
-            self.metrics.group_commit(jobs.len(), entries.saturating_sub(1));
+            self.metrics
+                .group_commit(jobs.len(), entries.saturating_sub(1));
             Ok(())
         })();
         match outcome {
@@ -418,14 +476,20 @@ impl Writer {
             match c.kind {
                 ChangeKind::Inserted => m.inserted.fetch_add(1, Relaxed),
                 ChangeKind::Deleted => m.deleted.fetch_add(1, Relaxed),
-                ChangeKind::ContentChanged | ChangeKind::TimesChanged => m.updated.fetch_add(1, Relaxed),
+                ChangeKind::ContentChanged | ChangeKind::TimesChanged => {
+                    m.updated.fetch_add(1, Relaxed)
+                }
                 ChangeKind::OwnerChanged { .. } => m.owner_changed.fetch_add(1, Relaxed),
             };
         }
         let unchanged = job.transactions.len().saturating_sub(changes.len());
         m.unchanged.fetch_add(unchanged as u64, Relaxed);
         let _enter = job.span.enter();
-        tracing::debug!(transactions = job.transactions.len(), changes = changes.len(), "request committed");
+        tracing::debug!(
+            transactions = job.transactions.len(),
+            changes = changes.len(),
+            "request committed"
+        );
     }
 }
 

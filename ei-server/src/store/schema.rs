@@ -177,7 +177,12 @@ mod tests {
 
     fn eng(k: EngagementKey, m: Option<u64>, c: Option<u64>, u: Option<u64>) -> Engagement {
         let t = |n: Option<u64>| n.map(|n| Timestamp::from_u64(n).unwrap());
-        Engagement { key: k, most_recent_content: t(m), creation_time: t(c), update_time: t(u) }
+        Engagement {
+            key: k,
+            most_recent_content: t(m),
+            creation_time: t(c),
+            update_time: t(u),
+        }
     }
 
     #[test]
@@ -192,7 +197,11 @@ mod tests {
         for (m, c, u) in [
             (None, None, None),
             (Some(20150310104108), Some(20200101000000), None),
-            (Some(99991231235959), Some(10000101000000), Some(20261122203000)),
+            (
+                Some(99991231235959),
+                Some(10000101000000),
+                Some(20261122203000),
+            ),
         ] {
             let e = eng(k.clone(), m, c, u);
             let v = encode_value(&e);

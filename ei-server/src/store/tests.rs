@@ -31,7 +31,10 @@ fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransact
     if let Some(m) = mrc {
         e.set(Field::MostRecentContent, m);
     }
-    RawTransaction { delete_flag: Some(delete.to_string()), engagement: e }
+    RawTransaction {
+        delete_flag: Some(delete.to_string()),
+        engagement: e,
+    }
 }
 
 fn update(txs: Vec<RawTransaction>) -> Vec<Transaction> {
@@ -57,15 +60,25 @@ async fn write_find_and_reopen() {
         tx("191212121212", "b", None, false),
         tx("191212121213", "a", None, false),
     ]);
-    let changes = store.write(WriteService::Update, txs, ts("20261122100000")).await.unwrap();
+    let changes = store
+        .write(WriteService::Update, txs, ts("20261122100000"))
+        .await
+        .unwrap();
     assert_eq!(changes.len(), 3);
     assert_eq!(store.engagement_count(), 3);
     let found = store.find(&query("191212121212", None)).unwrap();
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].key.categorization(), "a");
     assert_eq!(found[0].creation_time, Some(ts("20261122100000")));
-    assert_eq!(store.find(&query("191212121212", Some("b"))).unwrap().len(), 1);
-    assert_eq!(store.find(&query("19121212121", None)).unwrap().len(), 0, "no prefix bleed");
+    assert_eq!(
+        store.find(&query("191212121212", Some("b"))).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.find(&query("19121212121", None)).unwrap().len(),
+        0,
+        "no prefix bleed"
+    );
     store.close();
     drop(store);
 
@@ -73,7 +86,10 @@ async fn write_find_and_reopen() {
     assert_eq!(store.engagement_count(), 3, "count survives reopen");
     assert_eq!(store.find(&query("191212121212", None)).unwrap().len(), 2);
     let del = update(vec![tx("191212121212", "a", None, true)]);
-    let changes = store.write(WriteService::Update, del, ts("20261122110000")).await.unwrap();
+    let changes = store
+        .write(WriteService::Update, del, ts("20261122110000"))
+        .await
+        .unwrap();
     assert_eq!(changes[0].kind, ChangeKind::Deleted);
     assert_eq!(store.engagement_count(), 2);
     store.close();
@@ -84,11 +100,20 @@ async fn identical_resend_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let t = || update(vec![tx("1", "a", Some("20200101000000"), false)]);
-    store.write(WriteService::Update, t(), ts("20261122100000")).await.unwrap();
-    let again = store.write(WriteService::Update, t(), ts("20261122110000")).await.unwrap();
+    store
+        .write(WriteService::Update, t(), ts("20261122100000"))
+        .await
+        .unwrap();
+    let again = store
+        .write(WriteService::Update, t(), ts("20261122110000"))
+        .await
+        .unwrap();
     assert!(again.is_empty());
     let e = &store.find(&query("1", None)).unwrap()[0];
-    assert_eq!((e.creation_time, e.update_time), (Some(ts("20261122100000")), None));
+    assert_eq!(
+        (e.creation_time, e.update_time),
+        (Some(ts("20261122100000")), None)
+    );
     store.close();
 }
 
@@ -96,11 +121,21 @@ async fn identical_resend_changes_nothing() {
 async fn notification_owner_change_keeps_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.write(WriteService::Update, update(vec![tx("1", "a", None, false)]), ts("20261122100000")).await.unwrap();
+    store
+        .write(
+            WriteService::Update,
+            update(vec![tx("1", "a", None, false)]),
+            ts("20261122100000"),
+        )
+        .await
+        .unwrap();
     let mut moved = tx("1", "a", None, false);
     moved.engagement.set(Field::Owner, "other");
     let txs = validate_notification(&RulesConfig::new(OWN, "p"), vec![moved]).unwrap();
-    let changes = store.write(WriteService::ProcessNotification, txs, ts("20261122110000")).await.unwrap();
+    let changes = store
+        .write(WriteService::ProcessNotification, txs, ts("20261122110000"))
+        .await
+        .unwrap();
     assert!(matches!(changes[0].kind, ChangeKind::OwnerChanged { .. }));
     assert_eq!(store.engagement_count(), 1);
     let found = store.find(&query("1", None)).unwrap();
@@ -117,8 +152,14 @@ async fn concurrent_writes_are_group_committed_and_none_lost() {
     for i in 0..64 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let txs = update(vec![tx(&format!("r{i}"), "a", None, false), tx("shared", &format!("c{i}"), None, false)]);
-            store.write(WriteService::Update, txs, ts("20261122100000")).await.unwrap()
+            let txs = update(vec![
+                tx(&format!("r{i}"), "a", None, false),
+                tx("shared", &format!("c{i}"), None, false),
+            ]);
+            store
+                .write(WriteService::Update, txs, ts("20261122100000"))
+                .await
+                .unwrap()
         }));
     }
     for t in tasks {
@@ -126,8 +167,14 @@ async fn concurrent_writes_are_group_committed_and_none_lost() {
     }
     assert_eq!(store.engagement_count(), 128);
     assert_eq!(store.find(&query("shared", None)).unwrap().len(), 64);
-    let commits = store.metrics().group_commits.load(std::sync::atomic::Ordering::Relaxed);
-    assert!((1..=64).contains(&commits), "{commits} group commits for 64 requests");
+    let commits = store
+        .metrics()
+        .group_commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (1..=64).contains(&commits),
+        "{commits} group commits for 64 requests"
+    );
     store.close();
 }
 
@@ -136,7 +183,13 @@ async fn writes_after_close_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.close();
-    let err = store.write(WriteService::Update, update(vec![tx("1", "a", None, false)]), ts("20261122100000")).await;
+    let err = store
+        .write(
+            WriteService::Update,
+            update(vec![tx("1", "a", None, false)]),
+            ts("20261122100000"),
+        )
+        .await;
     assert!(matches!(err.unwrap_err().as_ref(), StoreError::Closed));
 }
 
@@ -146,9 +199,18 @@ fn refuses_a_newer_schema() {
     {
         let store = open(dir.path());
         let meta = store.db.cf_handle(schema::CF_META).unwrap();
-        store.db.put_cf(meta, schema::META_SCHEMA_VERSION, 99u32.to_be_bytes()).unwrap();
+        store
+            .db
+            .put_cf(meta, schema::META_SCHEMA_VERSION, 99u32.to_be_bytes())
+            .unwrap();
         store.close();
     }
-    let err = Store::open(dir.path(), StoreOptions::new(OWN), Arc::new(Metrics::default())).err().unwrap();
+    let err = Store::open(
+        dir.path(),
+        StoreOptions::new(OWN),
+        Arc::new(Metrics::default()),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }

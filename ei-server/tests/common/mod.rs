@@ -29,7 +29,11 @@ impl TestServer {
     }
 
     pub async fn start_in(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config { data_dir: data_dir.clone(), hsa_id: "5565594230".into(), ..Config::default() };
+        let mut config = Config {
+            data_dir: data_dir.clone(),
+            hsa_id: "5565594230".into(),
+            ..Config::default()
+        };
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -37,7 +41,13 @@ impl TestServer {
         let handle = tokio::spawn(ei_server::server::run(listener, config, async move {
             let _ = rx.await;
         }));
-        TestServer { base, data_dir, shutdown: Some(tx), handle: Some(handle), _dir: None }
+        TestServer {
+            base,
+            data_dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _dir: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -61,7 +71,9 @@ pub const FIND: &str = "/skltp-ei/find-content-service/v1";
 
 /// A sample body with its `${citizenIdN}` placeholders filled in.
 pub fn fill(sample: &str, prefix: &str) -> String {
-    (1..=4).fold(sample.to_owned(), |s, i| s.replace(&format!("${{citizenId{i}}}"), &format!("{prefix}{i:04}")))
+    (1..=4).fold(sample.to_owned(), |s, i| {
+        s.replace(&format!("${{citizenId{i}}}"), &format!("{prefix}{i:04}"))
+    })
 }
 
 pub struct Answer {
@@ -70,22 +82,44 @@ pub struct Answer {
     pub body: String,
 }
 
-pub async fn post(client: &reqwest::Client, url: &str, body: String, correlation: Option<&str>) -> Answer {
-    let mut req = client.post(url).header("content-type", "text/xml; charset=UTF-8").body(body);
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: String,
+    correlation: Option<&str>,
+) -> Answer {
+    let mut req = client
+        .post(url)
+        .header("content-type", "text/xml; charset=UTF-8")
+        .body(body);
     if let Some(c) = correlation {
         req = req.header("x-skltp-correlation-id", c);
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
-    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    Answer { status, content_type, body: resp.text().await.unwrap() }
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    Answer {
+        status,
+        content_type,
+        body: resp.text().await.unwrap(),
+    }
 }
 
 /// An Update envelope for hand-made transactions (each `(resident, category, mrc)`).
-pub fn update_body(logical_address: &str, posts: &[(&str, &str, Option<&str>)], delete: bool) -> String {
+pub fn update_body(
+    logical_address: &str,
+    posts: &[(&str, &str, Option<&str>)],
+    delete: bool,
+) -> String {
     let mut txs = String::new();
     for (resident, cat, mrc) in posts {
-        let mrc = mrc.map(|m| format!("<c:mostRecentContent>{m}</c:mostRecentContent>")).unwrap_or_default();
+        let mrc = mrc
+            .map(|m| format!("<c:mostRecentContent>{m}</c:mostRecentContent>"))
+            .unwrap_or_default();
         txs.push_str(&format!(
             "<u:engagementTransaction><c:deleteFlag>{delete}</c:deleteFlag><c:engagement>\
              <c:registeredResidentIdentification>{resident}</c:registeredResidentIdentification>\
