@@ -59,8 +59,8 @@ impl ServerProcess {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
                 .expect("ei-server did not log its address");
-            if let Some(i) = line.find("addr=") {
-                let addr = line[i + 5..]
+            if let (true, Some(i)) = (line.contains("ei-server listening"), line.find(" addr=")) {
+                let addr = line[i + 6..]
                     .split_whitespace()
                     .next()
                     .unwrap()

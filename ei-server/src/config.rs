@@ -43,6 +43,112 @@ pub struct Config {
     pub wal_sync: bool,
     pub max_group_requests: usize,
     pub block_cache_mb: usize,
+    /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
+    pub notifications: NotificationConfig,
+}
+
+/// One subscriber's filter: a service domain and 0..n categorizations (none = the
+/// whole domain). Matching is case-insensitive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub service_domain: String,
+    #[serde(default)]
+    pub categorizations: Vec<String>,
+}
+
+/// A subscriber from the configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberConfig {
+    /// The subscriber's logical address (the SOAP LogicalAddress header it gets).
+    pub logical_address: String,
+    /// Where to POST; default `notifications.default_url` (the platform's
+    /// ProcessNotification URL, which routes on the LogicalAddress header).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// No filters = every change.
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
+}
+
+/// The subscriber registry (GetLogicalAddresseesByServiceContract v2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The registry service's URL.
+    pub url: String,
+    /// LogicalAddress header of the registry call.
+    pub logical_address: String,
+    /// How long an answer is used before asking again.
+    pub ttl_seconds: u64,
+    /// The local copy used when the registry is down; default
+    /// `{data_dir}/subscribers-cache.json`.
+    pub cache_file: Option<PathBuf>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            url: String::new(),
+            logical_address: "platform-hsa-id".into(),
+            ttl_seconds: 7200,
+            cache_file: None,
+        }
+    }
+}
+
+/// Notification delivery settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationConfig {
+    pub subscribers: Vec<SubscriberConfig>,
+    /// The platform's ProcessNotification URL, for subscribers without their own.
+    pub default_url: Option<String>,
+    pub registry: Option<RegistryConfig>,
+    /// `x-vp-instance-id` on outgoing calls.
+    pub vp_instance_id: String,
+    /// First retry delay; doubles per attempt up to `max_backoff_ms`.
+    pub retry_delay_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Attempts per batch before it becomes a dead letter.
+    pub max_attempts: u32,
+    /// Most transactions per ProcessNotification.
+    pub batch_size: usize,
+    /// Most ProcessNotification calls per second per subscriber.
+    pub rate_per_second: u32,
+    /// Timeout of one call.
+    pub timeout_ms: u64,
+    /// The admin listener (subscribers, dead letters, refresh).
+    pub admin_listen: SocketAddr,
+    /// When set, admin calls need `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            subscribers: Vec::new(),
+            default_url: None,
+            registry: None,
+            vp_instance_id: "ei".into(),
+            retry_delay_ms: 5000,
+            max_backoff_ms: 300_000,
+            max_attempts: 10,
+            batch_size: 1000,
+            rate_per_second: 10,
+            timeout_ms: 30_000,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_token: None,
+        }
+    }
+}
+
+impl NotificationConfig {
+    /// Whether any subscriber can exist (then the outbox records changes).
+    pub fn enabled(&self) -> bool {
+        !self.subscribers.is_empty() || self.registry.is_some()
+    }
 }
 
 impl Default for Config {
@@ -61,6 +167,7 @@ impl Default for Config {
             wal_sync: true,
             max_group_requests: 64,
             block_cache_mb: 128,
+            notifications: NotificationConfig::default(),
         }
     }
 }
@@ -112,6 +219,32 @@ impl Config {
         }
         if self.max_group_requests == 0 {
             return bad("max_group_requests", "must be at least 1");
+        }
+        let n = &self.notifications;
+        if n.batch_size == 0 || n.batch_size > crate::rules::MAX_TRANSACTIONS {
+            return bad("notifications.batch_size", "must be 1..=1000");
+        }
+        if n.max_attempts == 0 || n.rate_per_second == 0 {
+            return bad(
+                "notifications",
+                "max_attempts and rate_per_second must be at least 1",
+            );
+        }
+        if let Some(s) = n
+            .subscribers
+            .iter()
+            .find(|s| s.url.is_none() && n.default_url.is_none())
+        {
+            return bad(
+                "notifications.subscribers",
+                &format!(
+                    "{} has no url and there is no default_url",
+                    s.logical_address
+                ),
+            );
+        }
+        if n.registry.as_ref().is_some_and(|r| r.url.is_empty()) {
+            return bad("notifications.registry.url", "must be set");
         }
         Ok(())
     }
@@ -196,6 +329,15 @@ pub struct Args {
     /// RocksDB block cache in MiB [default: 128].
     #[arg(long, env = "EI_BLOCK_CACHE_MB", value_name = "MIB")]
     pub block_cache_mb: Option<usize>,
+    /// Admin listener for notification subscribers and dead letters (only when
+    /// subscribers are configured) [default: 127.0.0.1:8081]. Subscribers, the
+    /// registry and delivery settings are set in the [notifications] table of the
+    /// configuration file (see README).
+    #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token admin calls must carry [default: none, loopback-only listener].
+    #[arg(long, env = "EI_ADMIN_TOKEN", value_name = "TOKEN")]
+    pub admin_token: Option<String>,
 }
 
 impl Args {
@@ -221,6 +363,12 @@ impl Args {
         }
         if let Some(v) = &self.reserved_hsa_ids {
             c.reserved_hsa_ids = Some(v.clone());
+        }
+        if let Some(v) = self.admin_listen {
+            c.notifications.admin_listen = v;
+        }
+        if let Some(v) = &self.admin_token {
+            c.notifications.admin_token = Some(v.clone());
         }
     }
 }
@@ -266,6 +414,45 @@ mod tests {
             c.rules().reserved_hsa_ids,
             vec!["from-file", "platform-hsa-id"]
         );
+    }
+
+    #[test]
+    fn notification_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        std::fs::write(
+            &file,
+            r#"
+[notifications]
+default_url = "http://127.0.0.1:1/vp"
+retry_delay_ms = 100
+[[notifications.subscribers]]
+logical_address = "SE1"
+filters = [{ service_domain = "riv:a", categorizations = ["x"] }]
+[[notifications.subscribers]]
+logical_address = "SE2"
+url = "http://127.0.0.1:2/pn"
+"#,
+        )
+        .unwrap();
+        let c = Config::from_file(&file).unwrap();
+        assert!(c.notifications.enabled());
+        assert_eq!(
+            c.notifications.subscribers[0].filters[0].categorizations,
+            vec!["x"]
+        );
+        assert_eq!(c.notifications.retry_delay_ms, 100);
+        assert_eq!(c.notifications.max_attempts, 10);
+        std::fs::write(
+            &file,
+            "[[notifications.subscribers]]\nlogical_address = \"SE1\"\n",
+        )
+        .unwrap();
+        let args = Args::try_parse_from(["ei-server", "--config", file.to_str().unwrap()]).unwrap();
+        assert!(Config::load(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("SE1 has no url"));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct AppState {
     pub started: Instant,
     /// True while the store is open and requests are served.
     pub ready: AtomicBool,
+    /// Notification delivery, when subscribers are configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Where the admin listener is bound, when it runs.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 /// All routes of the server.
@@ -184,6 +188,8 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
         "ready": state.ready.load(Ordering::Relaxed),
         "engagements": count,
         "store_bytes": size,
+        "admin_listen": state.admin_addr.map(|a| a.to_string()),
+        "subscribers": state.notifier.as_ref().map(|n| n.status().len()),
         "config": {
             "listen": c.listen.to_string(),
             "data_dir": c.data_dir,
@@ -218,7 +224,7 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     })
     .await
     .unwrap_or((0, 0, 0));
-    let text = state.service.store().metrics().render(&[
+    let mut text = state.service.store().metrics().render(&[
         ("ei_engagements", "Posts in the index.", gauges.0 as f64),
         (
             "ei_store_bytes",
@@ -236,6 +242,9 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
             state.started.elapsed().as_secs_f64(),
         ),
     ]);
+    if let Some(n) = &state.notifier {
+        text.push_str(&n.render_metrics());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         Body::from(text),

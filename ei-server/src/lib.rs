@@ -10,7 +10,8 @@
 //! - [`wsdl`]: the embedded WSDL/XSDs and endpoint paths;
 //! - [`metrics`]: counters and histograms in Prometheus text.
 //!
-//! With the `server` feature (default): [`store`] (RocksDB, group commit),
+//! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
+//! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`config`] and [`server`]
 //! (`run(listener, config, shutdown)`).
 //!
@@ -28,6 +29,8 @@ pub mod wsdl;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod notify;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::service::Service;
 use crate::store::{Store, StoreError, StoreOptions};
 use std::future::Future;
@@ -42,7 +43,50 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.sync = config.wal_sync;
     opts.max_group_requests = config.max_group_requests;
     opts.block_cache_bytes = config.block_cache_mb << 20;
+    opts.outbox = config.notifications.enabled();
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
+}
+
+type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Starts delivery and the admin listener when any subscriber can exist.
+async fn start_notifications(
+    config: &Config,
+    store: &Arc<Store>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<
+    (
+        Option<Arc<Notifier>>,
+        Option<std::net::SocketAddr>,
+        Option<AdminTask>,
+    ),
+    ServerError,
+> {
+    let n = &config.notifications;
+    if !n.enabled() {
+        return Ok((None, None, None));
+    }
+    let notifier = Notifier::start(
+        store.clone(),
+        n.clone(),
+        config.hsa_id.clone(),
+        config.data_dir.clone(),
+    )
+    .await;
+    let listener = TcpListener::bind(n.admin_listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(admin_addr = %addr, "admin listener for notifications");
+    let app = crate::notify::admin::router(notifier.clone(), n.admin_token.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_for(stop))
+            .await
+    });
+    Ok((Some(notifier), Some(addr), Some(task)))
+}
+
+async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains and closes.
@@ -59,12 +103,21 @@ pub async fn run(
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))??
     };
     let store = Arc::new(store);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let (notifier, admin_addr, admin_task) =
+        start_notifications(&config, &store, stop_rx.clone()).await?;
     let service = Service::new(config.rules(), config.error_mode, store.clone());
     let state = Arc::new(AppState {
         service,
         config: config.clone(),
         started: Instant::now(),
         ready: AtomicBool::new(true),
+        notifier: notifier.clone(),
+        admin_addr,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
@@ -72,12 +125,18 @@ pub async fn run(
     let ready = state.clone();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown.await;
+            wait_for(stop_rx).await;
             ready.ready.store(false, Ordering::Relaxed);
             tracing::info!("shutting down: draining in-flight requests");
         })
         .await;
     drop(state);
+    if let Some(n) = notifier {
+        n.shutdown().await;
+    }
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     tokio::task::spawn_blocking(move || store.close())
         .await
         .ok();

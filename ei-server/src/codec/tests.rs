@@ -302,3 +302,33 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn registry_request_and_response() {
+    let mut out = String::new();
+    write_logical_addressees_request(&mut out, "reg", "ei-hsa-id", NOTIFICATION_NS);
+    assert!(out.contains("<r:serviceConsumerHsaId>ei-hsa-id</r:serviceConsumerHsaId>"));
+    assert!(out.contains(NOTIFICATION_NS));
+    let answer = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+      <GetLogicalAddresseesByServiceContractResponse xmlns="urn:riv:infrastructure:itintegration:registry:GetLogicalAddresseesByServiceContractResponder:2">
+        <logicalAddressRecord><logicalAddress>SE1</logicalAddress>
+          <filter><serviceDomain>riv:a</serviceDomain><categorization>x</categorization><categorization>y</categorization></filter>
+          <filter><serviceDomain>riv:b</serviceDomain></filter>
+        </logicalAddressRecord>
+        <logicalAddressRecord><logicalAddress>SE2</logicalAddress></logicalAddressRecord>
+      </GetLogicalAddresseesByServiceContractResponse></s:Body></s:Envelope>"#;
+    let records = parse_logical_addressees_response(answer.as_bytes()).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].logical_address, "SE1");
+    assert_eq!(
+        records[0].filters,
+        vec![
+            ("riv:a".to_owned(), vec!["x".to_owned(), "y".to_owned()]),
+            ("riv:b".to_owned(), vec![])
+        ]
+    );
+    assert_eq!(records[1].filters, vec![]);
+    let mut fault = String::new();
+    write_fault(&mut fault, "soap:Server", "down");
+    assert!(parse_logical_addressees_response(fault.as_bytes()).is_err());
+}

@@ -15,7 +15,10 @@
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
 
+mod outbox;
 pub mod schema;
+
+pub use outbox::DeadLetter;
 
 use crate::apply::{apply, Change, ChangeKind, Mutation, View};
 use crate::metrics::Metrics;
@@ -60,6 +63,8 @@ pub struct StoreOptions {
     pub max_group_requests: usize,
     /// Block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// Record notifiable changes in the outbox (when any subscriber can exist).
+    pub outbox: bool,
 }
 
 impl StoreOptions {
@@ -69,6 +74,7 @@ impl StoreOptions {
             sync: true,
             max_group_requests: 64,
             block_cache_bytes: 128 << 20,
+            outbox: false,
         }
     }
 }
@@ -94,6 +100,8 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     count: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
+    /// The next outbox sequence number, published after each commit.
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Store {
@@ -106,12 +114,16 @@ impl Store {
         let db = Arc::new(open_db(path, &options)?);
         check_schema(&db, path)?;
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
+        let head = outbox::read_head(&db)?;
+        let (commits_tx, commits) = tokio::sync::watch::channel(head);
         let (queue, rx) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
             options,
             count: count.clone(),
             metrics: metrics.clone(),
+            next_seq: head,
+            commits: commits_tx,
         };
         let handle = std::thread::Builder::new()
             .name("ei-store-writer".into())
@@ -126,6 +138,7 @@ impl Store {
             writer: Mutex::new(Some(handle)),
             count,
             metrics,
+            commits,
         })
     }
 
@@ -243,6 +256,8 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
     let cfs = vec![
         ColumnFamilyDescriptor::new(schema::CF_ENGAGEMENTS, cf_opts),
         ColumnFamilyDescriptor::new(schema::CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(schema::CF_OUTBOX, Options::default()),
+        ColumnFamilyDescriptor::new(schema::CF_DEAD_LETTERS, Options::default()),
     ];
     Ok(DB::open_cf_descriptors(&db_opts, path, cfs)?)
 }
@@ -299,6 +314,9 @@ struct Writer {
     options: StoreOptions,
     count: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
+    /// The next outbox sequence number.
+    next_seq: u64,
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 /// The posts one group commit has read or written, keyed by store key; `None` = absent.
@@ -376,7 +394,7 @@ impl GroupView<'_> {
 }
 
 impl Writer {
-    fn run(self, rx: mpsc::Receiver<Message>) {
+    fn run(mut self, rx: mpsc::Receiver<Message>) {
         let mut stopping = false;
         while !stopping {
             let Ok(first) = rx.recv() else { break };
@@ -403,7 +421,7 @@ impl Writer {
     }
 
     /// Applies, writes (one synced batch) and answers one group of requests.
-    fn commit_group(&self, jobs: Vec<WriteJob>) {
+    fn commit_group(&mut self, jobs: Vec<WriteJob>) {
         let mut view = GroupView {
             db: &self.db,
             posts: HashMap::new(),
@@ -411,6 +429,7 @@ impl Writer {
         let mut batch = WriteBatch::default();
         let mut results = Vec::with_capacity(jobs.len());
         let mut delta: i64 = 0;
+        let mut seq = self.next_seq;
         let outcome: Result<(), StoreError> = (|| {
             let cf = self
                 .db
@@ -435,6 +454,9 @@ impl Writer {
                     }
                 }
                 delta += out.changes.iter().map(count_delta).sum::<i64>();
+                if self.options.outbox {
+                    outbox::append(&self.db, &mut batch, &mut seq, &out.changes);
+                }
                 results.push(out.changes);
             }
             let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
@@ -448,6 +470,10 @@ impl Writer {
             let entries = batch.len();
             self.db.write_opt(std::mem::take(&mut batch), &wo)?;
             self.count.store(new_count, Ordering::Relaxed);
+            if seq != self.next_seq {
+                self.next_seq = seq;
+                self.commits.send_replace(seq);
+            }
             self.metrics
                 .group_commit(jobs.len(), entries.saturating_sub(1));
             Ok(())

@@ -5,6 +5,13 @@
 //! |---------------|-----------------------------|-------------------------------|
 //! | `engagements` | [`encode_key`] of the 9 key fields | [`encode_value`] of the 3 timestamps |
 //! | `meta`        | ASCII name                  | see below                     |
+//! | `outbox`      | sequence number, u64 BE     | [`encode_outbox`]: one notifiable change |
+//! | `deadletters` | subscriber ‖ `0x00` ‖ batch id u64 BE | [`encode_dead_letter`]: an undeliverable batch |
+//!
+//! `outbox` is one log shared by all subscribers, written in the same batch as the
+//! posts it describes; each subscriber's position in it (the next sequence number to
+//! deliver) is `meta` key `cursor/{logical address}` (u64 BE). Entries below every
+//! subscriber's cursor are deleted.
 //!
 //! `meta` holds `schema_version` (u32 BE, currently [`SCHEMA_VERSION`]) and
 //! `engagement_count` (u64 BE, the exact number of posts, updated in the same write
@@ -32,6 +39,9 @@ pub const CF_ENGAGEMENTS: &str = "engagements";
 pub const CF_META: &str = "meta";
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 pub const META_ENGAGEMENT_COUNT: &[u8] = b"engagement_count";
+pub const CF_OUTBOX: &str = "outbox";
+pub const CF_DEAD_LETTERS: &str = "deadletters";
+pub const META_CURSOR_PREFIX: &str = "cursor/";
 pub const SCHEMA_VERSION: u32 = 1;
 
 const ESCAPE: u8 = 0xFF;
@@ -159,6 +169,96 @@ pub fn decode_value(key: EngagementKey, bytes: &[u8]) -> Result<Engagement, Corr
     })
 }
 
+/// One change in the outbox: the post after it (for a delete, as it was).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub action: crate::model::Action,
+    pub engagement: Engagement,
+}
+
+/// `[action: 0 save, 1 delete][key length u32 BE][key][value]`.
+pub fn encode_outbox(e: &OutboxEntry) -> Vec<u8> {
+    let key = encode_key(&e.engagement.key);
+    let value = encode_value(&e.engagement);
+    let mut out = Vec::with_capacity(5 + key.len() + value.len());
+    out.push(match e.action {
+        crate::model::Action::Save => 0,
+        crate::model::Action::Delete => 1,
+    });
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(&key);
+    out.extend_from_slice(&value);
+    out
+}
+
+/// Decodes [`encode_outbox`]; returns the entry and the bytes it used.
+pub fn decode_outbox(bytes: &[u8]) -> Result<OutboxEntry, Corrupt> {
+    let bad = || Corrupt(format!("bad outbox entry: {bytes:?}"));
+    let action = match bytes.first() {
+        Some(0) => crate::model::Action::Save,
+        Some(1) => crate::model::Action::Delete,
+        _ => return Err(bad()),
+    };
+    let len = bytes.get(1..5).ok_or_else(bad)?;
+    let len = u32::from_be_bytes(len.try_into().map_err(|_| bad())?) as usize;
+    let key = bytes.get(5..5 + len).ok_or_else(bad)?;
+    let value = bytes.get(5 + len..).ok_or_else(bad)?;
+    let engagement = decode_value(decode_key(key)?, value)?;
+    Ok(OutboxEntry { action, engagement })
+}
+
+/// A dead-letter batch: `[error length u32 BE][error UTF-8]` then each entry as
+/// `[length u32 BE][encode_outbox]`.
+pub fn encode_dead_letter(error: &str, entries: &[OutboxEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(error.len() as u32).to_be_bytes());
+    out.extend_from_slice(error.as_bytes());
+    for e in entries {
+        let b = encode_outbox(e);
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+/// Decodes [`encode_dead_letter`] into (error, entries).
+pub fn decode_dead_letter(bytes: &[u8]) -> Result<(String, Vec<OutboxEntry>), Corrupt> {
+    let bad = || Corrupt("bad dead letter".into());
+    let mut rest = bytes;
+    let take = |rest: &mut &[u8]| -> Result<Vec<u8>, Corrupt> {
+        let len = rest.get(..4).ok_or_else(bad)?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| bad())?) as usize;
+        let body = rest.get(4..4 + len).ok_or_else(bad)?.to_vec();
+        *rest = &rest[4 + len..];
+        Ok(body)
+    };
+    let error = String::from_utf8(take(&mut rest)?).map_err(|_| bad())?;
+    let mut entries = Vec::new();
+    while !rest.is_empty() {
+        entries.push(decode_outbox(&take(&mut rest)?)?);
+    }
+    Ok((error, entries))
+}
+
+/// The `deadletters` key of a subscriber's batch.
+pub fn dead_letter_key(subscriber: &str, batch: u64) -> Vec<u8> {
+    let mut k = dead_letter_prefix(subscriber);
+    k.extend_from_slice(&batch.to_be_bytes());
+    k
+}
+
+/// The prefix of all of a subscriber's dead letters.
+pub fn dead_letter_prefix(subscriber: &str) -> Vec<u8> {
+    let mut k = subscriber.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The `meta` key of a subscriber's cursor.
+pub fn cursor_key(subscriber: &str) -> Vec<u8> {
+    format!("{META_CURSOR_PREFIX}{subscriber}").into_bytes()
+}
+
 /// The key field a query prefix ends at, for documentation and tests.
 pub const PREFIX_FIELDS: [Field; 3] = [
     Field::RegisteredResidentIdentification,
@@ -208,6 +308,29 @@ mod tests {
             assert!(v.len() <= 19);
             assert_eq!(decode_value(k.clone(), &v).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn outbox_and_dead_letter_round_trip() {
+        let e = OutboxEntry {
+            action: crate::model::Action::Delete,
+            engagement: eng(
+                key(["1", "d", "c", "l", "b", "i", "s", "dc", "o"]),
+                Some(20200101000000),
+                Some(20210101000000),
+                None,
+            ),
+        };
+        assert_eq!(decode_outbox(&encode_outbox(&e)).unwrap(), e);
+        let d = encode_dead_letter("HTTP 500", &[e.clone(), e.clone()]);
+        assert_eq!(
+            decode_dead_letter(&d).unwrap(),
+            ("HTTP 500".to_owned(), vec![e.clone(), e])
+        );
+        assert!(decode_outbox(&[2]).is_err());
+        assert!(decode_dead_letter(&[0, 0, 0, 9]).is_err());
+        assert!(dead_letter_key("a", 1).starts_with(&dead_letter_prefix("a")));
+        assert!(!dead_letter_key("ab", 1).starts_with(&dead_letter_prefix("a")));
     }
 
     #[test]

@@ -163,3 +163,137 @@ pub fn fault(a: &Answer) -> (String, String) {
         other => panic!("not a fault: {other:?}"),
     }
 }
+
+/// What a test subscriber answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Ok,
+    /// HTTP 500 with a SOAP fault.
+    Fault,
+    /// HTTP 200 with ResultCode=ERROR.
+    ResultError,
+}
+
+/// A ProcessNotification subscriber on loopback that records what it receives.
+#[derive(Clone)]
+pub struct Recorder {
+    pub url: String,
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<RecordedCall>>>,
+    pub mode: std::sync::Arc<std::sync::Mutex<Mode>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RecordedCall {
+    pub logical_address: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub transactions: Vec<ei_server::model::RawTransaction>,
+    pub mode: Mode,
+}
+
+impl Recorder {
+    pub async fn start(mode: Mode) -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Recorder::serve(listener, mode)
+    }
+
+    pub fn serve(listener: tokio::net::TcpListener, mode: Mode) -> Recorder {
+        let url = format!("http://{}/pn", listener.local_addr().unwrap());
+        let r = Recorder {
+            url,
+            calls: Default::default(),
+            mode: std::sync::Arc::new(std::sync::Mutex::new(mode)),
+        };
+        let me = r.clone();
+        let app = axum::Router::new().route(
+            "/pn",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let me = me.clone();
+                    async move { me.handle(headers, body) }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        r
+    }
+
+    fn handle(
+        &self,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (axum::http::StatusCode, String) {
+        use ei_server::codec::{self, Operation, Request, ResultCode};
+        let mode = *self.mode.lock().unwrap();
+        let Ok(Request::Write {
+            logical_address,
+            transactions,
+            ..
+        }) = codec::parse_request(&body)
+        else {
+            return (axum::http::StatusCode::BAD_REQUEST, "unreadable".into());
+        };
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        self.calls.lock().unwrap().push(RecordedCall {
+            logical_address,
+            headers,
+            transactions,
+            mode,
+        });
+        let mut out = String::new();
+        match mode {
+            Mode::Ok => codec::write_result(
+                &mut out,
+                Operation::ProcessNotification,
+                ResultCode::Ok,
+                None,
+            ),
+            Mode::ResultError => codec::write_result(
+                &mut out,
+                Operation::ProcessNotification,
+                ResultCode::Error,
+                Some("no thanks"),
+            ),
+            Mode::Fault => {
+                codec::write_fault(&mut out, "soap:Server", "subscriber down");
+                return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, out);
+            }
+        }
+        (axum::http::StatusCode::OK, out)
+    }
+
+    pub fn set_mode(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+
+    /// Every transaction received in calls answered OK, in arrival order.
+    pub fn delivered(&self) -> Vec<ei_server::model::RawTransaction> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.mode == Mode::Ok)
+            .flat_map(|c| c.transactions.clone())
+            .collect()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    /// Waits (up to 20 s) until `cond` holds.
+    pub async fn wait_until(&self, what: &str, cond: impl Fn(&Recorder) -> bool) {
+        for _ in 0..400 {
+            if cond(self) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "timed out waiting for {what}; calls: {:?}",
+            self.calls.lock().unwrap().len()
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Subscribers from the registry: GetLogicalAddresseesByServiceContract v2, asked for
+//! the ProcessNotification namespace with the platform headers. Each good answer is
+//! written to a local cache file; when the registry cannot be reached the cache file
+//! is used instead.
+
+use crate::codec::{self, NOTIFICATION_NS};
+use crate::config::{FilterConfig, RegistryConfig, SubscriberConfig};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// Why the registry gave no subscribers.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry call failed: {0}")]
+    Call(String),
+    #[error("registry answer unreadable: {0}")]
+    Answer(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    fetched_at_unix: u64,
+    subscribers: Vec<SubscriberConfig>,
+}
+
+/// Asks the registry which logical addresses subscribe to ProcessNotification.
+pub async fn fetch(
+    client: &reqwest::Client,
+    cfg: &RegistryConfig,
+    own_hsa_id: &str,
+    vp_instance_id: &str,
+) -> Result<Vec<SubscriberConfig>, RegistryError> {
+    let mut body = String::new();
+    codec::write_logical_addressees_request(
+        &mut body,
+        &cfg.logical_address,
+        own_hsa_id,
+        NOTIFICATION_NS,
+    );
+    let resp = client
+        .post(&cfg.url)
+        .timeout(Duration::from_secs(30))
+        .header("content-type", "text/xml; charset=UTF-8")
+        .header("x-vp-sender-id", own_hsa_id)
+        .header("x-vp-instance-id", vp_instance_id)
+        .header(
+            "x-skltp-correlation-id",
+            format!("ei-registry-{}", crate::clock::now()),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| RegistryError::Call(e.to_string()))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| RegistryError::Call(e.to_string()))?;
+    if !status.is_success() {
+        return Err(RegistryError::Call(format!("HTTP {status}")));
+    }
+    let records = codec::parse_logical_addressees_response(&bytes)
+        .map_err(|e| RegistryError::Answer(e.to_string()))?;
+    Ok(records
+        .into_iter()
+        .map(|r| SubscriberConfig {
+            logical_address: r.logical_address,
+            url: None,
+            filters: r
+                .filters
+                .into_iter()
+                .map(|(service_domain, categorizations)| FilterConfig {
+                    service_domain,
+                    categorizations,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// Writes the cache file (atomically: temp file, then rename).
+pub fn save_cache(path: &Path, subscribers: &[SubscriberConfig]) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let text = serde_json::to_string_pretty(&CacheFile {
+        fetched_at_unix: now,
+        subscribers: subscribers.to_vec(),
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Reads the cache file, if there is a readable one.
+pub fn load_cache(path: &Path) -> Option<Vec<SubscriberConfig>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str::<CacheFile>(&text) {
+        Ok(c) => Some(c.subscribers),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable subscriber cache");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trip_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        assert!(load_cache(&path).is_none());
+        let subs = vec![SubscriberConfig {
+            logical_address: "SE1".into(),
+            url: None,
+            filters: vec![],
+        }];
+        save_cache(&path, &subs).unwrap();
+        assert_eq!(load_cache(&path).unwrap(), subs);
+        std::fs::write(&path, "{").unwrap();
+        assert!(load_cache(&path).is_none());
+    }
+}
