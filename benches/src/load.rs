@@ -1,0 +1,516 @@
+//! The end-to-end load generator behind `ei-load`: SOAP over HTTP on loopback against
+//! a server started in-process (or at a URL), in phases: pre-load, 1000-post Updates
+//! by C clients, 1-post Updates, FindContent alone and while Updates run. Each phase
+//! records the achieved rate, latency percentiles (HdrHistogram, microseconds) and the
+//! server's group commits (`ei_store_group_commits_total` from `/metrics`).
+
+use crate::data::{self, Posts, UpdateTemplate, INDEX_HSA_ID};
+use crate::raw;
+use crate::report::{PhaseRow, Report};
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+const UPDATE: &str = "/skltp-ei/update-service/v1";
+const FIND: &str = "/skltp-ei/find-content-service/v1";
+
+/// Where the server is.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Start `ei_server::server::run` in this process (a temp dir unless given).
+    InProcess {
+        data_dir: Option<PathBuf>,
+        wal_sync: bool,
+        max_group_requests: usize,
+        block_cache_mb: usize,
+    },
+    /// A running server (its HSA-id must be 5565594230, the samples' address).
+    Url { base: String, pid: Option<u32> },
+}
+
+/// What the 1000-post Update phases send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum UpdateKind {
+    /// Pre-loaded posts with a new mostRecentContent each request (index size stays).
+    Changed,
+    /// Posts of new residents (the index grows by 1000 per request).
+    New,
+    /// Pre-loaded posts exactly as stored (no change to write).
+    Same,
+}
+
+/// A validated run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub target: Target,
+    /// Posts to load before the phases (rounded up to whole 1000-post bodies).
+    pub preload_posts: u64,
+    pub preload_clients: usize,
+    /// Client counts for the 1000-post Update phases.
+    pub update_clients: Vec<usize>,
+    pub update_kind: UpdateKind,
+    /// Client counts for the 1-post Update phases.
+    pub single_clients: Vec<usize>,
+    /// Client counts for FindContent alone.
+    pub find_clients: Vec<usize>,
+    /// Rows each FindContent returns: 50 (resident + domain) or 10 (+ categorization).
+    pub find_rows: u64,
+    /// FindContent clients and 1000-post Update clients run together, if set.
+    pub mixed: Option<(usize, usize)>,
+    /// Length of each timed phase.
+    pub phase: Duration,
+    /// After the run, flush and compact the data dir and report that size too.
+    pub compact: bool,
+}
+
+/// One kind of request.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    Update(UpdateKind),
+    Single,
+    Find,
+}
+
+/// Shared by all clients of a run.
+struct Ctx {
+    http: reqwest::Client,
+    base: String,
+    template: UpdateTemplate,
+    posts: Posts,
+    find_rows: u64,
+    /// Bodies 0..loaded are in the index.
+    loaded: AtomicU64,
+    next_new_body: AtomicU64,
+    next_single: AtomicU64,
+    next_mrc: AtomicU64,
+}
+
+/// What one client measured.
+struct Tally {
+    hist: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    posts: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            hist: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            requests: 0,
+            errors: 0,
+            posts: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, o: Tally) {
+        self.hist.add(o.hist).expect("same bounds");
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.posts += o.posts;
+        self.first_error = self.first_error.take().or(o.first_error);
+    }
+}
+
+/// A server started in this process.
+struct Local {
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<Result<(), ei_server::server::ServerError>>,
+}
+
+/// Runs the plan and returns its report.
+pub async fn run(plan: Plan) -> anyhow::Result<Report> {
+    let (base, local, pid) = start(&plan.target).await?;
+    let ctx = Arc::new(Ctx {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        base,
+        template: UpdateTemplate::sample_1000(),
+        posts: Posts::new(),
+        find_rows: plan.find_rows,
+        loaded: AtomicU64::new(0),
+        next_new_body: AtomicU64::new(0),
+        next_single: AtomicU64::new(0),
+        next_mrc: AtomicU64::new(0),
+    });
+    wait_ready(&ctx).await?;
+    let mut report = Report::new(&plan);
+    report.rows = phases(&ctx, &plan).await?;
+    report.index_posts = status_posts(&ctx).await.ok();
+    report.peak_rss_bytes = raw::peak_rss(pid);
+    if let Some(local) = local {
+        local.stop.send(()).ok();
+        local.handle.await??;
+        report.disk_bytes = Some(raw::dir_size(&local.dir));
+        if plan.compact {
+            raw::compact(&local.dir)?;
+            report.disk_bytes_compacted = Some(raw::dir_size(&local.dir));
+        }
+    }
+    Ok(report)
+}
+
+async fn start(target: &Target) -> anyhow::Result<(String, Option<Local>, Option<u32>)> {
+    let (dir, temp, wal_sync, max_group, cache) = match target {
+        Target::Url { base, pid } => return Ok((base.trim_end_matches('/').into(), None, *pid)),
+        Target::InProcess {
+            data_dir: Some(d),
+            wal_sync,
+            max_group_requests,
+            block_cache_mb,
+        } => (
+            d.clone(),
+            None,
+            *wal_sync,
+            *max_group_requests,
+            *block_cache_mb,
+        ),
+        Target::InProcess {
+            data_dir: None,
+            wal_sync,
+            max_group_requests,
+            block_cache_mb,
+        } => {
+            let t = tempfile::tempdir()?;
+            let d = t.path().to_owned();
+            (d, Some(t), *wal_sync, *max_group_requests, *block_cache_mb)
+        }
+    };
+    let config = ei_server::config::Config {
+        data_dir: dir.clone(),
+        hsa_id: INDEX_HSA_ID.into(),
+        wal_sync,
+        max_group_requests: max_group,
+        block_cache_mb: cache,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(ei_server::server::run(listener, config, async move {
+        let _ = rx.await;
+    }));
+    let local = Local {
+        dir,
+        _temp: temp,
+        stop,
+        handle,
+    };
+    Ok((base, Some(local), None))
+}
+
+async fn wait_ready(ctx: &Ctx) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ctx.http.get(format!("{}/ready", ctx.base)).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            _ if Instant::now() > deadline => {
+                anyhow::bail!("the server at {} is not ready", ctx.base)
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The phases in order; each row carries its own rate and latencies.
+async fn phases(ctx: &Arc<Ctx>, plan: &Plan) -> anyhow::Result<Vec<PhaseRow>> {
+    let mut rows = Vec::new();
+    let bodies = plan.preload_posts.div_ceil(data::POSTS_PER_BODY);
+    if bodies > 0 {
+        let row = preload(ctx, bodies, plan.preload_clients).await?;
+        rows.push(row);
+    }
+    let kind = plan.update_kind;
+    for &c in &plan.update_clients {
+        let name = format!("update 1000 ({kind:?})").to_lowercase();
+        rows.push(timed(ctx, &name, Work::Update(kind), c, plan.phase).await?);
+    }
+    for &c in &plan.single_clients {
+        rows.push(timed(ctx, "update 1", Work::Single, c, plan.phase).await?);
+    }
+    for &c in &plan.find_clients {
+        let name = format!("find {} rows", plan.find_rows);
+        rows.push(timed(ctx, &name, Work::Find, c, plan.phase).await?);
+    }
+    if let Some((finds, updates)) = plan.mixed {
+        rows.extend(mixed(ctx, kind, finds, updates, plan.phase).await?);
+    }
+    Ok(rows)
+}
+
+/// Loads `bodies` new 1000-post bodies with `clients` clients (new keys).
+async fn preload(ctx: &Arc<Ctx>, bodies: u64, clients: usize) -> anyhow::Result<PhaseRow> {
+    let commits = group_commits(ctx).await.ok();
+    let start = ctx.next_new_body.load(Relaxed);
+    let end = start + bodies;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients.max(1))
+        .map(|_| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let mut t = Tally::new();
+                loop {
+                    let k = ctx.next_new_body.fetch_add(1, Relaxed);
+                    if k >= end {
+                        break t;
+                    }
+                    let body = ctx.template.body(k, data::SAMPLE_MRC);
+                    one(
+                        &ctx,
+                        Work::Update(UpdateKind::New),
+                        (UPDATE, body, 1000),
+                        &mut t,
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    let tally = join(tasks).await?;
+    ctx.loaded.fetch_max(end, Relaxed);
+    let commits = delta(commits, group_commits(ctx).await.ok());
+    Ok(PhaseRow::new(
+        "preload (new)",
+        clients,
+        tally_parts(&tally, started.elapsed(), commits),
+    ))
+}
+
+/// `clients` clients doing `work` for `length`.
+async fn timed(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    work: Work,
+    clients: usize,
+    length: Duration,
+) -> anyhow::Result<PhaseRow> {
+    let commits = group_commits(ctx).await.ok();
+    let started = Instant::now();
+    let tally = join(spawn_clients(ctx, work, clients, started + length)).await?;
+    let commits = delta(commits, group_commits(ctx).await.ok());
+    Ok(PhaseRow::new(
+        name,
+        clients,
+        tally_parts(&tally, started.elapsed(), commits),
+    ))
+}
+
+/// FindContent clients while 1000-post Update clients run.
+async fn mixed(
+    ctx: &Arc<Ctx>,
+    kind: UpdateKind,
+    finds: usize,
+    updates: usize,
+    length: Duration,
+) -> anyhow::Result<Vec<PhaseRow>> {
+    let commits = group_commits(ctx).await.ok();
+    let started = Instant::now();
+    let end = started + length;
+    let u = spawn_clients(ctx, Work::Update(kind), updates, end);
+    let f = spawn_clients(ctx, Work::Find, finds, end);
+    let (u, f) = (join(u).await?, join(f).await?);
+    let elapsed = started.elapsed();
+    let commits = delta(commits, group_commits(ctx).await.ok());
+    let name = format!("find {} rows, during updates", ctx.find_rows);
+    let uname = format!("update 1000 ({kind:?}), during finds").to_lowercase();
+    Ok(vec![
+        PhaseRow::new(&name, finds, tally_parts(&f, elapsed, None)),
+        PhaseRow::new(&uname, updates, tally_parts(&u, elapsed, commits)),
+    ])
+}
+
+fn spawn_clients(
+    ctx: &Arc<Ctx>,
+    work: Work,
+    clients: usize,
+    end: Instant,
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    (0..clients)
+        .map(|i| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let mut t = Tally::new();
+                let mut rng =
+                    0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+                while Instant::now() < end {
+                    rng = xorshift(rng);
+                    let req = request(&ctx, work, rng);
+                    one(&ctx, work, req, &mut t).await;
+                }
+                t
+            })
+        })
+        .collect()
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> anyhow::Result<Tally> {
+    let mut all = Tally::new();
+    for t in tasks {
+        all.merge(t.await.context("a client task panicked")?);
+    }
+    Ok(all)
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// An endpoint, a body, and the posts it sends (Update) or should find (FindContent).
+type Request = (&'static str, Vec<u8>, u64);
+
+/// Sends one request and records it.
+async fn one(ctx: &Ctx, work: Work, (path, body, posts): Request, t: &mut Tally) {
+    let started = Instant::now();
+    let result = send(ctx, path, body).await;
+    let micros = started.elapsed().as_micros().max(1) as u64;
+    t.hist.saturating_record(micros);
+    t.requests += 1;
+    match result.and_then(|reply| check(work, &reply, posts)) {
+        Ok(n) => t.posts += n,
+        Err(e) => {
+            t.errors += 1;
+            t.first_error.get_or_insert(format!("{e:#}"));
+        }
+    }
+}
+
+/// The endpoint, body and posts (sent, or expected back) of the next request.
+fn request(ctx: &Ctx, work: Work, rng: u64) -> Request {
+    let loaded = ctx.loaded.load(Relaxed).max(1);
+    match work {
+        Work::Update(UpdateKind::New) => {
+            let k = ctx.next_new_body.fetch_add(1, Relaxed);
+            (UPDATE, ctx.template.body(k, data::SAMPLE_MRC), 1000)
+        }
+        Work::Update(UpdateKind::Changed) => {
+            let mrc = data::timestamp(ctx.next_mrc.fetch_add(1, Relaxed));
+            (UPDATE, ctx.template.body(rng % loaded, mrc), 1000)
+        }
+        Work::Update(UpdateKind::Same) => (
+            UPDATE,
+            ctx.template.body(rng % loaded, data::SAMPLE_MRC),
+            1000,
+        ),
+        Work::Single => {
+            let n = ctx.next_single.fetch_add(1, Relaxed);
+            (UPDATE, data::singles_body(&ctx.posts, n, 1).into_bytes(), 1)
+        }
+        Work::Find => {
+            let r = (rng >> 8) % (loaded * data::RESIDENTS_PER_BODY);
+            let d = 1 + (rng >> 4) % data::DOMAINS;
+            let c = (ctx.find_rows == 10).then_some(1 + (rng % 5));
+            let body = data::find_body(&data::resident(r), d, c);
+            (FIND, body.into_bytes(), ctx.find_rows)
+        }
+    }
+}
+
+async fn send(ctx: &Ctx, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, String)> {
+    let resp = ctx
+        .http
+        .post(format!("{}{path}", ctx.base))
+        .header("content-type", "text/xml; charset=UTF-8")
+        .header("x-skltp-correlation-id", "ei-load")
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// Posts the reply accounts for: sent posts for an OK Update, rows for FindContent.
+fn check(work: Work, (status, body): &(u16, String), expected: u64) -> anyhow::Result<u64> {
+    if *status != 200 {
+        anyhow::bail!(
+            "HTTP {status}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    match work {
+        Work::Find => {
+            let rows = body.matches("<ns2:engagement>").count() as u64;
+            if rows != expected {
+                anyhow::bail!("FindContent returned {rows} rows, expected {expected}");
+            }
+            Ok(rows)
+        }
+        _ if body.contains(">OK</ns2:ResultCode>") => Ok(expected),
+        _ => anyhow::bail!("not OK: {}", body.chars().take(300).collect::<String>()),
+    }
+}
+
+fn tally_parts(t: &Tally, elapsed: Duration, commits: Option<u64>) -> crate::report::Measured {
+    crate::report::Measured {
+        requests: t.requests,
+        errors: t.errors,
+        posts: t.posts,
+        secs: elapsed.as_secs_f64(),
+        p50_us: t.hist.value_at_quantile(0.50),
+        p99_us: t.hist.value_at_quantile(0.99),
+        max_us: t.hist.max(),
+        group_commits: commits,
+        first_error: t.first_error.clone(),
+    }
+}
+
+fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
+}
+
+/// The server's `ei_store_group_commits_total`.
+async fn group_commits(ctx: &Ctx) -> anyhow::Result<u64> {
+    let text = ctx
+        .http
+        .get(format!("{}/metrics", ctx.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    metric(&text, "ei_store_group_commits_total").context("no ei_store_group_commits_total")
+}
+
+/// An unlabelled counter's value in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// The exact number of posts from `/status`.
+async fn status_posts(ctx: &Ctx) -> anyhow::Result<u64> {
+    let v: serde_json::Value = ctx
+        .http
+        .get(format!("{}/status", ctx.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    v["engagements"]
+        .as_u64()
+        .context("no engagements in /status")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_counter() {
+        let text = "# TYPE ei_store_group_commits_total counter\nei_store_group_commits_total 42\nei_store_group_commits_totalx 1\n";
+        assert_eq!(metric(text, "ei_store_group_commits_total"), Some(42));
+        assert_eq!(metric(text, "nope"), None);
+    }
+}

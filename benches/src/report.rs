@@ -1,0 +1,143 @@
+//! The load generator's results: one row per phase, printed as a Markdown table and
+//! as JSON.
+
+use crate::load::{Plan, Target};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// What a phase measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Measured {
+    pub requests: u64,
+    pub errors: u64,
+    /// Posts sent in OK Updates, or rows returned by FindContent.
+    pub posts: u64,
+    pub secs: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Server group commits (one WAL write, synced when `wal_sync`) during the phase.
+    pub group_commits: Option<u64>,
+    pub first_error: Option<String>,
+}
+
+/// One phase's row.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseRow {
+    pub phase: String,
+    pub clients: usize,
+    pub requests_per_s: f64,
+    pub posts_per_s: f64,
+    #[serde(flatten)]
+    pub measured: Measured,
+}
+
+impl PhaseRow {
+    pub fn new(phase: &str, clients: usize, m: Measured) -> PhaseRow {
+        let ok = m.requests.saturating_sub(m.errors) as f64;
+        PhaseRow {
+            phase: phase.to_owned(),
+            clients,
+            requests_per_s: ok / m.secs.max(1e-9),
+            posts_per_s: m.posts as f64 / m.secs.max(1e-9),
+            measured: m,
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// UTC, RFC 3339.
+    pub date: String,
+    pub target: String,
+    pub wal_sync: Option<bool>,
+    pub preload_posts: u64,
+    pub rows: Vec<PhaseRow>,
+    /// Posts in the index at the end (`/status`).
+    pub index_posts: Option<u64>,
+    /// Data directory size after the server stopped.
+    pub disk_bytes: Option<u64>,
+    /// After a flush and full compaction.
+    pub disk_bytes_compacted: Option<u64>,
+    /// `VmHWM`: of this process for an in-process server (server and clients), else of
+    /// `--server-pid`.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Report {
+    pub fn new(plan: &Plan) -> Report {
+        let (target, wal_sync) = match &plan.target {
+            Target::InProcess { wal_sync, .. } => ("in-process".to_owned(), Some(*wal_sync)),
+            Target::Url { base, .. } => (base.clone(), None),
+        };
+        Report {
+            date: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            target,
+            wal_sync,
+            preload_posts: plan.preload_posts,
+            ..Report::default()
+        }
+    }
+
+    /// Bytes per post on disk (after compaction when measured).
+    pub fn bytes_per_post(&self) -> Option<f64> {
+        let bytes = self.disk_bytes_compacted.or(self.disk_bytes)?;
+        Some(bytes as f64 / self.index_posts.filter(|&n| n > 0)? as f64)
+    }
+
+    /// The Markdown table and a summary of disk and memory.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "| phase | clients | requests/s | posts/s | p50 ms | p99 ms | max ms | errors | group commits | requests/commit |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.rows {
+            let m = &r.measured;
+            let per_commit = m
+                .group_commits
+                .filter(|&c| c > 0)
+                .map(|c| format!("{:.1}", m.requests as f64 / c as f64))
+                .unwrap_or_else(|| "–".into());
+            let commits = m.group_commits.map_or("–".into(), |c| c.to_string());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                r.phase,
+                r.clients,
+                r.requests_per_s,
+                r.posts_per_s,
+                ms(m.p50_us),
+                ms(m.p99_us),
+                ms(m.max_us),
+                m.errors,
+                commits,
+                per_commit
+            );
+        }
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+        let _ = writeln!(
+            s,
+            "\nindex: {} posts; disk: {} after stop, {} compacted; {} bytes/post; peak RSS {}",
+            self.index_posts.map_or("?".into(), |n| n.to_string()),
+            self.disk_bytes.map_or("–".into(), mib),
+            self.disk_bytes_compacted.map_or("–".into(), mib),
+            self.bytes_per_post()
+                .map_or("–".into(), |b| format!("{b:.0}")),
+            self.peak_rss_bytes.map_or("–".into(), mib),
+        );
+        for r in self.rows.iter().filter(|r| r.measured.errors > 0) {
+            let e = r.measured.first_error.as_deref().unwrap_or("");
+            let _ = writeln!(s, "first error in {}: {e}", r.phase);
+        }
+        s
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
