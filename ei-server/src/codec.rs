@@ -381,28 +381,38 @@ pub fn write_find_content_response<'a>(
 /// prefixed with `prefix` (empty for the default namespace).
 fn write_engagement_fields(out: &mut String, e: &Engagement, prefix: &str) {
     let k = e.key.parts();
-    let mut put = |name: &str, v: &str| {
-        let tag = format!("{prefix}{name}");
-        element(out, &tag, v);
+    let put = |out: &mut String, name: &str, v: &str| prefixed_element(out, prefix, name, v);
+    let put_ts = |out: &mut String, name: &str, t: Option<crate::model::Timestamp>| {
+        if let Some(t) = t {
+            let digits = t.as_u64().to_string();
+            prefixed_element(out, prefix, name, &digits);
+        }
     };
-    put("registeredResidentIdentification", &k[0]);
-    put("serviceDomain", &k[1]);
-    put("categorization", &k[2]);
-    put("logicalAddress", &k[3]);
-    put("businessObjectInstanceIdentifier", &k[4]);
-    put("clinicalProcessInterestId", &k[5]);
-    if let Some(t) = e.most_recent_content {
-        put("mostRecentContent", &t.to_string());
-    }
-    put("sourceSystem", &k[6]);
-    if let Some(t) = e.creation_time {
-        put("creationTime", &t.to_string());
-    }
-    if let Some(t) = e.update_time {
-        put("updateTime", &t.to_string());
-    }
-    put("dataController", &k[7]);
-    put("owner", &k[8]);
+    put(out, "registeredResidentIdentification", &k[0]);
+    put(out, "serviceDomain", &k[1]);
+    put(out, "categorization", &k[2]);
+    put(out, "logicalAddress", &k[3]);
+    put(out, "businessObjectInstanceIdentifier", &k[4]);
+    put(out, "clinicalProcessInterestId", &k[5]);
+    put_ts(out, "mostRecentContent", e.most_recent_content);
+    put(out, "sourceSystem", &k[6]);
+    put_ts(out, "creationTime", e.creation_time);
+    put_ts(out, "updateTime", e.update_time);
+    put(out, "dataController", &k[7]);
+    put(out, "owner", &k[8]);
+}
+
+/// `<{prefix}{name}>{escaped text}</{prefix}{name}>` without building the tag.
+fn prefixed_element(out: &mut String, prefix: &str, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(prefix);
+    out.push_str(name);
+    out.push('>');
+    out.push_str(&quick_xml::escape::escape(text));
+    out.push_str("</");
+    out.push_str(prefix);
+    out.push_str(name);
+    out.push('>');
 }
 
 /// A SOAP 1.1 fault.
