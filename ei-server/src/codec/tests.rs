@@ -2,7 +2,7 @@
 //! malformed input, and write → read round trips.
 
 use super::*;
-use crate::model::{Action, Timestamp};
+use crate::model::{Action, Engagement, Field, RawEngagement, Timestamp, Transaction};
 use crate::rules::{validate_update, RulesConfig};
 
 const SAMPLE_1: &str = include_str!("../../../tests/samples/Update_1_OK.xml");

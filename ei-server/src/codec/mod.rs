@@ -1,0 +1,131 @@
+//! The SOAP 1.1 wire format: reading the three requests and their replies, writing
+//! replies, faults and requests. Lenient in what it reads (any prefixes, unknown
+//! elements ignored, children in any order) and strict on well-formedness: anything it
+//! cannot read is a [`CodecError`], never a panic. DOCTYPE (and so every entity
+//! declaration) is refused; only the five predefined entities and character references
+//! are resolved.
+//!
+//! Submodules: [`request`] reads requests, [`write`] writes replies, faults and
+//! requests, [`reply`] reads replies (for clients), [`registry`] is the subscriber
+//! registry's call. `quick_xml` is used only in this module tree.
+
+mod registry;
+mod reply;
+mod request;
+mod write;
+
+pub use registry::{
+    parse_logical_addressees_response, write_logical_addressees_request, AddresseeRecord,
+    REGISTRY_CORE_NS, REGISTRY_RESPONDER_NS,
+};
+pub use reply::{parse_reply, Reply};
+pub use request::parse_request;
+pub use write::{
+    write_fault, write_find_content_request, write_find_content_response, write_result,
+    write_write_request, ResultCode,
+};
+
+use crate::model::{RawFindContent, RawTransaction};
+
+pub const SOAP_ENV_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+pub const REGISTRY_NS: &str = "urn:riv:itintegration:registry:1";
+pub const CORE_NS: &str = "urn:riv:itintegration:engagementindex:1";
+pub const UPDATE_NS: &str = "urn:riv:itintegration:engagementindex:UpdateResponder:1";
+pub const NOTIFICATION_NS: &str =
+    "urn:riv:itintegration:engagementindex:ProcessNotificationResponder:1";
+pub const FIND_CONTENT_NS: &str = "urn:riv:itintegration:engagementindex:FindContentResponder:1";
+
+/// The three operations, named by the body's root element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Update,
+    ProcessNotification,
+    FindContent,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [
+        Operation::Update,
+        Operation::ProcessNotification,
+        Operation::FindContent,
+    ];
+
+    /// The responder namespace of the operation's request and reply elements.
+    pub const fn namespace(self) -> &'static str {
+        match self {
+            Operation::Update => UPDATE_NS,
+            Operation::ProcessNotification => NOTIFICATION_NS,
+            Operation::FindContent => FIND_CONTENT_NS,
+        }
+    }
+
+    /// The request element's local name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Operation::Update => "Update",
+            Operation::ProcessNotification => "ProcessNotification",
+            Operation::FindContent => "FindContent",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+/// A request body, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Update or ProcessNotification: the header's LogicalAddress and the transactions.
+    Write {
+        operation: Operation,
+        logical_address: Option<String>,
+        transactions: Vec<RawTransaction>,
+    },
+    FindContent {
+        logical_address: Option<String>,
+        query: Box<RawFindContent>,
+    },
+}
+
+/// Why a body could not be read. The text goes into an EI000 fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("the request is not well-formed XML: {0}")]
+    Xml(String),
+    #[error("the request is not UTF-8 encoded: {0}")]
+    Encoding(String),
+    #[error("DOCTYPE and entity declarations are not allowed")]
+    Doctype,
+    #[error("unknown entity &{0}; (only the predefined XML entities are allowed)")]
+    Entity(String),
+    #[error("the request is not a SOAP 1.1 envelope: {0}")]
+    NotSoap(String),
+    #[error("the SOAP body holds no {0} request")]
+    NoOperation(String),
+}
+
+/// Maps a quick-xml error into ours.
+fn xml_err(e: quick_xml::Error) -> CodecError {
+    CodecError::Xml(e.to_string())
+}
+
+/// Resolves a character reference or one of the five predefined entities.
+fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Result<String, CodecError> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c.to_string()),
+            _ => Err(CodecError::Xml(format!(
+                "invalid character reference &{};",
+                &*r.clone().into_inner()
+            ))),
+        };
+    }
+    let name = r.clone().into_inner();
+    quick_xml::escape::resolve_predefined_entity(&name)
+        .map(str::to_owned)
+        .ok_or_else(|| CodecError::Entity(name.into_owned()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! Reading the three requests: a small state machine over quick-xml's namespaced
+//! events, keyed on the parent element.
+
+use super::{resolve_reference, xml_err, CodecError, Operation, Request, SOAP_ENV_NS};
+use crate::model::{Field, RawFindContent, RawTransaction};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+/// Where the reader is: the element at the top of the stack decides what its children
+/// and text mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ctx {
+    Envelope,
+    Header,
+    LogicalAddress,
+    Body,
+    Operation(Operation),
+    Transaction,
+    DeleteFlag,
+    Engagement,
+    EngagementField(Field),
+    QueryField(Field),
+    /// An element the contract does not name (or a reply element): skipped, text ignored.
+    Ignored,
+}
+
+#[derive(Default)]
+struct Builder {
+    operation: Option<Operation>,
+    logical_address: Option<String>,
+    transactions: Vec<RawTransaction>,
+    query: RawFindContent,
+    text: String,
+}
+
+/// Reads one request body.
+pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
+    let text = std::str::from_utf8(body).map_err(|e| CodecError::Encoding(e.to_string()))?;
+    let mut reader = NsReader::from_str(text);
+    let mut stack: Vec<Ctx> = Vec::with_capacity(8);
+    let mut b = Builder::default();
+    let mut seen_root = false;
+    loop {
+        let (ns, event) = reader.read_resolved_event().map_err(xml_err)?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                if stack.is_empty() {
+                    if seen_root {
+                        return Err(CodecError::Xml("more than one root element".into()));
+                    }
+                    seen_root = true;
+                }
+                let ctx = child_ctx(stack.last().copied(), &ns, e)?;
+                open(&mut b, ctx);
+                if empty {
+                    close(&mut b, ctx);
+                } else {
+                    stack.push(ctx);
+                }
+            }
+            Event::End(_) => {
+                let ctx = stack
+                    .pop()
+                    .ok_or_else(|| CodecError::Xml("unexpected end tag".into()))?;
+                close(&mut b, ctx);
+            }
+            Event::Text(t) => {
+                if captures(stack.last()) {
+                    b.text.push_str(&t.xml10_content());
+                } else if stack.is_empty() && !t.xml10_content().trim().is_empty() {
+                    return Err(CodecError::Xml("text outside the root element".into()));
+                }
+            }
+            Event::CData(c) => {
+                if captures(stack.last()) {
+                    b.text.push_str(&c.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = resolve_reference(&r)?;
+                if captures(stack.last()) {
+                    b.text.push_str(&resolved);
+                }
+            }
+            Event::DocType(_) => return Err(CodecError::Doctype),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(CodecError::Xml(
+            "the document ends inside an element".into(),
+        ));
+    }
+    if !seen_root {
+        return Err(CodecError::Xml("the request body is empty".into()));
+    }
+    finish(b)
+}
+
+fn captures(ctx: Option<&Ctx>) -> bool {
+    matches!(
+        ctx,
+        Some(Ctx::LogicalAddress | Ctx::DeleteFlag | Ctx::EngagementField(_) | Ctx::QueryField(_))
+    )
+}
+
+/// What a child element means, given its parent.
+fn child_ctx(
+    parent: Option<Ctx>,
+    ns: &ResolveResult<'_>,
+    e: &BytesStart<'_>,
+) -> Result<Ctx, CodecError> {
+    let local = e.local_name();
+    let name = local.as_ref();
+    let ns_is = |uri: &str| matches!(ns, ResolveResult::Bound(n) if n.as_ref() == uri);
+    Ok(match parent {
+        None => {
+            if name != "Envelope" || !ns_is(SOAP_ENV_NS) {
+                return Err(CodecError::NotSoap(format!(
+                    "the root element is {} in {}",
+                    name,
+                    describe_ns(ns)
+                )));
+            }
+            Ctx::Envelope
+        }
+        Some(Ctx::Envelope) if name == "Header" => Ctx::Header,
+        Some(Ctx::Envelope) if name == "Body" => Ctx::Body,
+        Some(Ctx::Header) if name == "LogicalAddress" => Ctx::LogicalAddress,
+        Some(Ctx::Body) => match Operation::from_name(name) {
+            Some(op) => Ctx::Operation(op),
+            None => Ctx::Ignored,
+        },
+        Some(Ctx::Operation(Operation::FindContent)) => match Field::from_name(name) {
+            Some(f) => Ctx::QueryField(f),
+            None => Ctx::Ignored,
+        },
+        Some(Ctx::Operation(_)) if name == "engagementTransaction" => Ctx::Transaction,
+        Some(Ctx::Transaction) if name == "deleteFlag" => Ctx::DeleteFlag,
+        Some(Ctx::Transaction) if name == "engagement" => Ctx::Engagement,
+        Some(Ctx::Engagement) => match Field::from_name(name) {
+            Some(f) => Ctx::EngagementField(f),
+            None => Ctx::Ignored,
+        },
+        Some(_) => Ctx::Ignored,
+    })
+}
+
+fn describe_ns(ns: &ResolveResult<'_>) -> String {
+    match ns {
+        ResolveResult::Bound(n) => format!("namespace {}", n.as_ref()),
+        ResolveResult::Unbound => "no namespace".to_owned(),
+        ResolveResult::Unknown(p) => format!("the undeclared prefix {p}"),
+    }
+}
+
+fn open(b: &mut Builder, ctx: Ctx) {
+    match ctx {
+        Ctx::Operation(op) if b.operation.is_none() => b.operation = Some(op),
+        Ctx::Transaction => b.transactions.push(RawTransaction::default()),
+        Ctx::LogicalAddress | Ctx::DeleteFlag | Ctx::EngagementField(_) | Ctx::QueryField(_) => {
+            b.text.clear()
+        }
+        _ => {}
+    }
+}
+
+fn close(b: &mut Builder, ctx: Ctx) {
+    let mut text = || std::mem::take(&mut b.text);
+    match ctx {
+        Ctx::LogicalAddress => b.logical_address = Some(text()),
+        Ctx::DeleteFlag => {
+            let v = text();
+            if let Some(t) = b.transactions.last_mut() {
+                t.delete_flag = Some(v);
+            }
+        }
+        Ctx::EngagementField(f) => {
+            let v = text();
+            if let Some(t) = b.transactions.last_mut() {
+                t.engagement.set(f, v);
+            }
+        }
+        Ctx::QueryField(f) => {
+            let v = text();
+            b.query.fields.set(f, v);
+        }
+        _ => {}
+    }
+}
+
+fn finish(b: Builder) -> Result<Request, CodecError> {
+    match b.operation {
+        Some(Operation::FindContent) => Ok(Request::FindContent {
+            logical_address: b.logical_address,
+            query: Box::new(b.query),
+        }),
+        Some(operation) => Ok(Request::Write {
+            operation,
+            logical_address: b.logical_address,
+            transactions: b.transactions,
+        }),
+        None => Err(CodecError::NoOperation(
+            "Update, ProcessNotification or FindContent".into(),
+        )),
+    }
+}
