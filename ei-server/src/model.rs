@@ -142,9 +142,9 @@ impl Timestamp {
             + minute as u64)
             * 100
             + second as u64;
-        let value = format!("{n:014}");
+        // The text of the value is only built for an error.
         let bad = |part, got| TimestampError::OutOfRange {
-            value: value.clone(),
+            value: format!("{n:014}"),
             part,
             got,
         };
@@ -176,7 +176,18 @@ impl Timestamp {
 
     /// Rebuilds a timestamp from [`Timestamp::as_u64`], checking it.
     pub fn from_u64(n: u64) -> Result<Timestamp, TimestampError> {
-        Timestamp::try_from(format!("{n:014}").as_str())
+        if n >= 100_000_000_000_000 {
+            return Err(TimestampError::Format(n.to_string()));
+        }
+        let part = |div: u64, modulo: u64| ((n / div) % modulo) as u32;
+        Timestamp::from_parts(
+            part(10_000_000_000, 10_000),
+            part(100_000_000, 100),
+            part(1_000_000, 100),
+            part(10_000, 100),
+            part(100, 100),
+            part(1, 100),
+        )
     }
 }
 

@@ -319,10 +319,24 @@ struct Writer {
     commits: tokio::sync::watch::Sender<u64>,
 }
 
+/// A stored post's timestamps (its key is the map key).
+type Times = [Option<Timestamp>; 3];
+
 /// The posts one group commit has read or written, keyed by store key; `None` = absent.
+/// Only the timestamps are kept: the caller knows the key, so no strings are copied.
 struct GroupView<'a> {
     db: &'a DB,
-    posts: HashMap<Vec<u8>, Option<Engagement>>,
+    posts: HashMap<Vec<u8>, Option<Times>>,
+}
+
+fn with_times(key: &EngagementKey, t: Times) -> Engagement {
+    let [most_recent_content, creation_time, update_time] = t;
+    Engagement {
+        key: key.clone(),
+        most_recent_content,
+        creation_time,
+        update_time,
+    }
 }
 
 impl View for GroupView<'_> {
@@ -331,22 +345,23 @@ impl View for GroupView<'_> {
     fn get(&mut self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
         let k = schema::encode_key(key);
         if let Some(v) = self.posts.get(&k) {
-            return Ok(v.clone());
+            return Ok(v.map(|t| with_times(key, t)));
         }
         let cf = self
             .db
             .cf_handle(schema::CF_ENGAGEMENTS)
             .expect("column family exists");
         let found = match self.db.get_pinned_cf(cf, &k)? {
-            Some(v) => Some(schema::decode_value(key.clone(), &v)?),
+            Some(v) => Some(schema::decode_times(&v)?),
             None => None,
         };
-        self.posts.insert(k, found.clone());
-        Ok(found)
+        self.posts.insert(k, found);
+        Ok(found.map(|t| with_times(key, t)))
     }
 
     fn set(&mut self, key: &EngagementKey, value: Option<&Engagement>) {
-        self.posts.insert(schema::encode_key(key), value.cloned());
+        let times = value.map(|e| [e.most_recent_content, e.creation_time, e.update_time]);
+        self.posts.insert(schema::encode_key(key), times);
     }
 }
 
@@ -382,9 +397,9 @@ impl GroupView<'_> {
         let results = self
             .db
             .batched_multi_get_cf(cf, keys.iter().map(|(k, _)| k), true);
-        for ((k, key), r) in keys.iter().zip(results) {
+        for ((k, _), r) in keys.iter().zip(results) {
             let found = match r? {
-                Some(v) => Some(schema::decode_value((*key).clone(), &v)?),
+                Some(v) => Some(schema::decode_times(&v)?),
                 None => None,
             };
             self.posts.insert(k.clone(), found);

@@ -141,6 +141,18 @@ pub fn encode_value(e: &Engagement) -> Vec<u8> {
 
 /// Decodes a stored value into an engagement with the given key.
 pub fn decode_value(key: EngagementKey, bytes: &[u8]) -> Result<Engagement, Corrupt> {
+    let [most_recent_content, creation_time, update_time] = decode_times(bytes)?;
+    Ok(Engagement {
+        key,
+        most_recent_content,
+        creation_time,
+        update_time,
+    })
+}
+
+/// The three timestamps of a stored value: mostRecentContent, creationTime,
+/// updateTime.
+pub fn decode_times(bytes: &[u8]) -> Result<[Option<Timestamp>; 3], Corrupt> {
     let (&flags, mut rest) = bytes
         .split_first()
         .ok_or_else(|| Corrupt("empty value".into()))?;
@@ -160,13 +172,7 @@ pub fn decode_value(key: EngagementKey, bytes: &[u8]) -> Result<Engagement, Corr
     if !rest.is_empty() || flags > 0b111 {
         return Err(Corrupt(format!("bad value: {bytes:?}")));
     }
-    let [most_recent_content, creation_time, update_time] = times;
-    Ok(Engagement {
-        key,
-        most_recent_content,
-        creation_time,
-        update_time,
-    })
+    Ok(times)
 }
 
 /// One change in the outbox: the post after it (for a delete, as it was).
