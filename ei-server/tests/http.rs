@@ -57,27 +57,13 @@ async fn full_1000_post_sample_and_filters() {
     let c = reqwest::Client::new();
     let a = post(&c, &s.url(UPDATE), fill(SAMPLE_1000, "19121212"), Some("c")).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let status: serde_json::Value = c
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 1000);
 
     // Resend: identical posts are not rewritten.
     let a = post(&c, &s.url(UPDATE), fill(SAMPLE_1000, "19121212"), Some("c")).await;
     assert_eq!(a.status, 200);
-    let metrics = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, &s.url("/metrics")).await;
     assert!(
         metrics.contains("ei_engagements_changed_total{kind=\"inserted\"} 1000"),
         "{metrics}"
@@ -267,14 +253,7 @@ async fn every_fault_over_http() {
     );
     assert_eq!(fs, "EI000: A technical error has occurred, error message: The request contains more than 1000 engagements. Maximum number of engagements per request is 1000.");
 
-    let metrics = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, &s.url("/metrics")).await;
     assert!(
         metrics.contains("ei_requests_total{service=\"Update\",outcome=\"EI004\"} 3"),
         "{metrics}"
@@ -283,14 +262,7 @@ async fn every_fault_over_http() {
         metrics.contains("ei_requests_total{service=\"Update\",outcome=\"header\"} 1"),
         "{metrics}"
     );
-    let status: serde_json::Value = c
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 0, "no fault wrote anything");
     s.stop().await;
 }
@@ -421,35 +393,12 @@ async fn wsdl_xsd_and_operations_endpoints() {
             .status(),
         404
     );
-    assert_eq!(
-        c.get(s.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "OK"
-    );
+    assert_eq!(get_text(&c, &s.url("/health")).await, "OK");
     assert_eq!(c.get(s.url("/ready")).send().await.unwrap().status(), 200);
-    let status: serde_json::Value = c
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["config"]["hsa_id"], "5565594230");
     assert!(status["store_bytes"].as_u64().unwrap() > 0);
-    let m = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&c, &s.url("/metrics")).await;
     assert!(m.contains("# TYPE ei_request_duration_seconds histogram"));
     assert!(m.contains("ei_engagements 0"));
     s.stop().await;
@@ -576,14 +525,7 @@ async fn concurrent_clients_on_overlapping_keys() {
             "each client's last update wins for its key"
         );
     }
-    let status: serde_json::Value = c
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 20 + clients);
     s.stop().await;
 }
@@ -596,14 +538,7 @@ async fn restart_on_the_same_data_dir_keeps_everything() {
     post(&c, &s.url(UPDATE), fill(SAMPLE_50(), "19121212"), Some("c")).await;
     s.stop().await;
     let mut s = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
-    let status: serde_json::Value = c
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 50);
     s.stop().await;
 }

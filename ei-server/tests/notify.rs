@@ -26,14 +26,7 @@ fn fast(c: &mut Config) {
 }
 
 async fn admin(c: &reqwest::Client, s: &TestServer) -> String {
-    let status: serde_json::Value = c
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(c, &s.url("/status")).await;
     format!(
         "http://{}",
         status["admin_listen"]
@@ -251,14 +244,7 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
     assert!(down.delivered().is_empty());
     assert!(down.call_count() >= 2, "it was retried");
     let admin = admin(&c, &s).await;
-    let list: serde_json::Value = c
-        .get(format!("{admin}/admin/subscribers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = get_json(&c, &format!("{admin}/admin/subscribers")).await;
     let entry = list
         .as_array()
         .unwrap()
@@ -312,14 +298,7 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
     let admin = admin(&c, &s).await;
     let mut entry = serde_json::Value::Null;
     for _ in 0..200 {
-        let list: serde_json::Value = c
-            .get(format!("{admin}/admin/subscribers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: serde_json::Value = get_json(&c, &format!("{admin}/admin/subscribers")).await;
         entry = list[0].clone();
         if entry["dead_letter_transactions"] == 2 {
             break;
@@ -340,14 +319,7 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
         .unwrap();
     assert_eq!(replay["delivered_batches"], 1, "{replay}");
     assert_eq!(r.delivered().len(), 2);
-    let list: serde_json::Value = c
-        .get(format!("{admin}/admin/subscribers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = get_json(&c, &format!("{admin}/admin/subscribers")).await;
     assert_eq!(list[0]["dead_letter_batches"], 0);
     let unknown = c
         .post(format!(
@@ -357,14 +329,7 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    let metrics = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, &s.url("/metrics")).await;
     assert!(
         metrics.contains("ei_notify_dead_lettered_total{subscriber=\"SE1\"} 2"),
         "{metrics}"
@@ -494,14 +459,7 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
         502,
         "refresh reports the registry failure"
     );
-    let list: serde_json::Value = c
-        .get(format!("{admin}/admin/subscribers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = get_json(&c, &format!("{admin}/admin/subscribers")).await;
     assert_eq!(
         list[0]["logical_address"], "SE-REG",
         "the cached subscriber is kept"

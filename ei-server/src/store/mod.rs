@@ -166,18 +166,8 @@ impl Store {
 
     /// FindContent: one prefix scan, then the query's remaining filters. Blocking.
     pub fn find(&self, q: &FindQuery) -> Result<Vec<Engagement>, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_ENGAGEMENTS)
-            .expect("column family exists");
-        let prefix = schema::query_prefix(q);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward))
-        {
+        for item in self.scan_prefix(schema::CF_ENGAGEMENTS, &schema::query_prefix(q)) {
             let (k, v) = item?;
             let e = schema::decode_value(schema::decode_key(&k)?, &v)?;
             if q.matches(&e) {
@@ -185,6 +175,16 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every entry of a column family whose key starts with `prefix` (prefixes end in
+    /// a byte below 0xFF, see [`schema::prefix_upper_bound`]).
+    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
+        let cf = self.db.cf_handle(cf).expect("column family exists");
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(schema::prefix_upper_bound(prefix));
+        self.db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
     }
 
     /// The exact number of stored posts.

@@ -6,7 +6,7 @@
 use super::{schema, Store, StoreError};
 use crate::apply::{Change, ChangeKind};
 use crate::model::{Action, Engagement};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use schema::OutboxEntry;
 
 /// The next sequence number: one past the last entry in the outbox (or the highest
@@ -162,18 +162,9 @@ impl Store {
 
     /// A subscriber's dead letters, oldest first.
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_DEAD_LETTERS)
-            .expect("column family exists");
         let prefix = schema::dead_letter_prefix(subscriber);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward))
-        {
+        for item in self.scan_prefix(schema::CF_DEAD_LETTERS, &prefix) {
             let (k, v) = item?;
             let batch = seq_of(&k[prefix.len()..])?;
             let (error, entries) = schema::decode_dead_letter(&v)?;
