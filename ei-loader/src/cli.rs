@@ -1,0 +1,528 @@
+//! The command line: clap arguments, turned into validated options, handed to the
+//! commands; results go to stdout (text or `--json`), diagnostics to stderr. Each
+//! command returns its exit code; errors carry theirs ([`CliError::exit_code`]).
+
+use crate::check::{check, CheckReport, Finding};
+use crate::client::EiClient;
+use crate::clock::{parse_date, parse_local, to_local, Clock, SystemClock};
+use crate::config::{self, rules_for, Profile};
+use crate::input::Location;
+use crate::plan::{self, fingerprint, LoadFacts, PlanOptions, Retry, Throttle};
+use crate::run::{self, Outcome, RunOptions, Summary};
+use crate::window::Window;
+use crate::{probe, verify};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    done, nothing to report
+  1    done, with findings: check found invalid records or duplicate keys, plan refused
+       an input with findings, run rejected records (see the reject file), verify found
+       missing or different posts, probe got a wrong answer
+  2    refused: bad arguments, environment file or plan, the 14-day rule, inputs
+       changed since the plan
+  3    failed: a call retrying cannot fix, retries exhausted, I/O; `run` resumes from
+       the journal when started again
+  130  interrupted (Ctrl-C); `run` resumes from the journal when started again";
+
+/// Plans, runs and verifies a grundladdning (initial load) of the engagement index.
+#[derive(Debug, Parser)]
+#[command(name = "ei-loader", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Environment profiles file (`[env.NAME]` tables).
+    #[arg(
+        long,
+        global = true,
+        env = "EI_LOADER_CONFIG",
+        default_value = "ei-loader.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate every record with the index's rules, find duplicate keys across the
+    /// whole load, count posts per source system and data controller.
+    Check(CheckArgs),
+    /// Write the plan file (the order) and print the order form.
+    Plan(PlanArgs),
+    /// Load what the plan says, throttled, in its windows, resumable.
+    Run(RunArgs),
+    /// Spot-check (stickprov) N random posts of the load with FindContent.
+    Verify(VerifyArgs),
+    /// Connectivity test: FindContent for a known and an unknown resident, timed.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Input files: .csv (header of field names) or .jsonl.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Environment whose reserved HSA-ids apply (default: only the national index id).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// One JSON object per line: findings, then the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Target environment (from the profiles file).
+    #[arg(long)]
+    pub env: String,
+    /// Planned start, Swedish local time: YYYY-MM-DD or YYYY-MM-DDTHH:MM.
+    #[arg(long)]
+    pub start: String,
+    /// The day the order is sent (default: today).
+    #[arg(long)]
+    pub order_date: Option<String>,
+    /// Source system name for the order form.
+    #[arg(long)]
+    pub name: String,
+    /// Source system HSA-id (default: the input's only sourceSystem).
+    #[arg(long)]
+    pub source_system: Option<String>,
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: u32,
+    /// Posts per call (at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: u32,
+    /// Pause after each reply before the same worker's next call, in ms.
+    #[arg(long, default_value_t = 5000)]
+    pub pause_ms: u64,
+    /// Daily window HH:MM-HH:MM, Swedish local time (repeatable; none = any time).
+    #[arg(long = "window")]
+    pub windows: Vec<Window>,
+    /// First retry delay, doubled per attempt.
+    #[arg(long, default_value_t = 1000)]
+    pub retry_initial_ms: u64,
+    #[arg(long, default_value_t = 60_000)]
+    pub retry_max_ms: u64,
+    /// Attempts per call before the run stops (0 = keep trying).
+    #[arg(long, default_value_t = 0)]
+    pub max_attempts: u32,
+    /// Per-call timeout.
+    #[arg(long, default_value_t = 60_000)]
+    pub timeout_ms: u64,
+    /// Service time assumed per call for the estimate.
+    #[arg(long, default_value_t = 250)]
+    pub assumed_call_ms: u64,
+    /// Plan even though the input has findings (they go to the reject file unsent).
+    #[arg(long)]
+    pub accept_invalid: bool,
+    /// Plan file to write.
+    #[arg(short, long, default_value = "grundladdning.toml")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub plan: PathBuf,
+    /// Start now, not at the planned start (windows still apply).
+    #[arg(long)]
+    pub now: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub plan: PathBuf,
+    /// Posts to sample.
+    #[arg(long)]
+    pub sample: usize,
+    /// Random seed (default: random; printed so a check can be repeated).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The index's base URL or its FindContent endpoint.
+    pub url: String,
+    /// A resident the index holds posts for in --domain.
+    #[arg(long)]
+    pub known: String,
+    /// A resident it holds none for.
+    #[arg(long, default_value = "000000000000")]
+    pub unknown: String,
+    #[arg(long, default_value = "riv:clinicalprocess:healthcond:description")]
+    pub domain: String,
+    /// Per-call timeout (the platform's aggregating services allow 29 s).
+    #[arg(long, default_value_t = 29_000)]
+    pub timeout_ms: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A command that could not do its job, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Refused(_) => 2,
+            CliError::Failed(_) => 3,
+        }
+    }
+}
+
+fn refused(e: impl std::fmt::Display) -> CliError {
+    CliError::Refused(e.to_string())
+}
+
+fn failed(e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(e.to_string())
+}
+
+/// Runs a parsed command line; the exit code on success.
+pub async fn execute(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Check(a) => cmd_check(&cli.config, a),
+        Command::Plan(a) => cmd_plan(&cli.config, a, &SystemClock),
+        Command::Run(a) => cmd_run(a).await,
+        Command::Verify(a) => cmd_verify(a).await,
+        Command::Probe(a) => cmd_probe(a).await,
+    }
+}
+
+fn describe(inputs: &[PathBuf], at: Location) -> String {
+    let name = inputs
+        .get(at.file)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!("{name}:{}", at.line)
+}
+
+fn finding_text(inputs: &[PathBuf], f: &Finding) -> String {
+    match f {
+        Finding::Invalid { at, field, message } => {
+            let field = field
+                .as_deref()
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default();
+            format!("{}: {field}{message}", describe(inputs, *at))
+        }
+        Finding::Duplicate(d) => format!(
+            "{}: duplicate key, first at {}",
+            describe(inputs, d.again),
+            describe(inputs, d.first)
+        ),
+    }
+}
+
+fn finding_json(inputs: &[PathBuf], f: &Finding) -> serde_json::Value {
+    let loc = |at: Location| serde_json::json!({"file": inputs.get(at.file), "line": at.line});
+    match f {
+        Finding::Invalid { at, field, message } => {
+            serde_json::json!({"type": "invalid", "at": loc(*at), "field": field, "message": message})
+        }
+        Finding::Duplicate(d) => {
+            serde_json::json!({"type": "duplicate", "at": loc(d.again), "first": loc(d.first)})
+        }
+    }
+}
+
+fn check_rules(
+    config_path: &Path,
+    env: Option<&str>,
+) -> Result<ei_server::rules::RulesConfig, CliError> {
+    Ok(match env {
+        Some(name) => config::load(config_path, name).map_err(refused)?.rules(),
+        None => rules_for(NATIONAL_INDEX_HSA_ID, &[NATIONAL_INDEX_HSA_ID.to_owned()]),
+    })
+}
+
+/// The national index's HSA-id (contract §2).
+pub const NATIONAL_INDEX_HSA_ID: &str = "5565594230";
+
+fn cmd_check(config_path: &Path, a: CheckArgs) -> Result<u8, CliError> {
+    let rules = check_rules(config_path, a.env.as_deref())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let inputs = a.inputs.clone();
+    let report = check(&a.inputs, &rules, crate::dedup::DEFAULT_RUN_LEN, |f| {
+        let line = if a.json {
+            finding_json(&inputs, f).to_string()
+        } else {
+            finding_text(&inputs, f)
+        };
+        let _ = writeln!(out, "{line}");
+    })
+    .map_err(failed)?;
+    if a.json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"type": "summary", "report": report})
+        );
+    } else {
+        write_check_summary(&mut out, &report);
+    }
+    out.flush().map_err(failed)?;
+    Ok(if report.is_clean() { 0 } else { 1 })
+}
+
+fn write_check_summary(out: &mut impl Write, r: &CheckReport) {
+    let _ = writeln!(out, "posts per source system and data controller:");
+    for ((source, controller), n) in &r.per_source {
+        let _ = writeln!(out, "  {source:<30} {controller:<30} {n:>12}");
+    }
+    let _ = writeln!(
+        out,
+        "{} records: {} valid ({} deletes), {} invalid, {} duplicate keys",
+        r.records, r.valid, r.deletes, r.invalid, r.duplicates
+    );
+}
+
+/// `plan`: options from arguments, the facts from a check and the checksums, the file.
+pub fn cmd_plan(config_path: &Path, a: PlanArgs, clock: &dyn Clock) -> Result<u8, CliError> {
+    let profile = config::load(config_path, &a.env).map_err(refused)?;
+    let opts = plan_options(&a, profile, clock)?;
+    plan::validate_options(&opts).map_err(refused)?;
+    let mut shown = 0;
+    let report = check(
+        &a.inputs,
+        &opts.profile.rules(),
+        crate::dedup::DEFAULT_RUN_LEN,
+        |f| {
+            shown += 1;
+            if shown <= 20 {
+                eprintln!("{}", finding_text(&a.inputs, f));
+            }
+        },
+    )
+    .map_err(failed)?;
+    if !report.is_clean() && !a.accept_invalid {
+        eprintln!(
+            "ei-loader: the input has {} invalid records and {} duplicate keys (`ei-loader check` lists them all); fix it, or plan with --accept-invalid to reject them unsent",
+            report.invalid, report.duplicates
+        );
+        return Ok(1);
+    }
+    let facts = LoadFacts {
+        source_system_hsa_id: source_system(&a, &report)?,
+        posts: report.valid,
+        invalid_records: report.records - report.valid,
+        inputs: a
+            .inputs
+            .iter()
+            .map(|p| fingerprint(p))
+            .collect::<Result<_, _>>()
+            .map_err(failed)?,
+    };
+    let plan = plan::build(&opts, facts).map_err(refused)?;
+    plan.save(&a.out).map_err(failed)?;
+    print!("{}", plan::order_form(&plan));
+    eprintln!("plan written to {}", a.out.display());
+    Ok(0)
+}
+
+fn plan_options(
+    a: &PlanArgs,
+    profile: Profile,
+    clock: &dyn Clock,
+) -> Result<PlanOptions, CliError> {
+    let start = parse_local(&a.start).ok_or_else(|| {
+        refused(format!(
+            "bad --start {:?}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM",
+            a.start
+        ))
+    })?;
+    let order_date = match &a.order_date {
+        Some(d) => parse_date(d)
+            .ok_or_else(|| refused(format!("bad --order-date {d:?}: write YYYY-MM-DD")))?,
+        None => to_local(clock.now()).date(),
+    };
+    Ok(PlanOptions {
+        profile,
+        source_system_name: a.name.clone(),
+        start,
+        order_date,
+        throttle: Throttle {
+            concurrency: a.concurrency,
+            batch_size: a.batch_size,
+            pause_ms: a.pause_ms,
+        },
+        windows: a.windows.clone(),
+        retry: Retry {
+            initial_backoff_ms: a.retry_initial_ms,
+            max_backoff_ms: a.retry_max_ms,
+            max_attempts: a.max_attempts,
+            timeout_ms: a.timeout_ms,
+        },
+        assumed_call_ms: a.assumed_call_ms,
+    })
+}
+
+fn source_system(a: &PlanArgs, report: &CheckReport) -> Result<String, CliError> {
+    if let Some(s) = &a.source_system {
+        return Ok(s.clone());
+    }
+    let mut systems: Vec<&String> = report.per_source.keys().map(|(s, _)| s).collect();
+    systems.dedup();
+    match systems.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(refused("the input holds no valid posts")),
+        many => Err(refused(format!(
+            "the input holds {} source systems ({}); name the one placing the order with --source-system",
+            many.len(),
+            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+async fn cmd_run(a: RunArgs) -> Result<u8, CliError> {
+    let plan = plan::load(&a.plan).map_err(refused)?;
+    let opts = RunOptions {
+        now: a.now,
+        progress: !a.no_progress,
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let summary = run::run(&a.plan, &plan, Arc::new(SystemClock), opts, shutdown)
+        .await
+        .map_err(|e| match e {
+            run::RunError::InputChanged { .. } | run::RunError::Plan(_) => refused(e),
+            run::RunError::Journal(crate::journal::JournalError::InputsChanged { .. }) => {
+                refused(e)
+            }
+            other => failed(other),
+        })?;
+    print_summary(&summary, a.json);
+    Ok(match (summary.outcome, summary.rejected) {
+        (Outcome::Interrupted, _) => 130,
+        (Outcome::Completed, 0) => 0,
+        (Outcome::Completed, _) => 1,
+    })
+}
+
+fn print_summary(s: &Summary, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(s).expect("summary serialises"));
+        return;
+    }
+    let verb = match s.outcome {
+        Outcome::Completed => "completed",
+        Outcome::Interrupted => "interrupted (run again to resume)",
+    };
+    println!(
+        "{verb}: {} of {} records loaded ({} in this run), {} rejected ({}), {} calls, {} retries, {} window pauses, {:.1} s, {:.0} posts/s",
+        s.loaded,
+        s.records,
+        s.loaded_this_run,
+        s.rejected,
+        s.reject_file.display(),
+        s.calls,
+        s.retries,
+        s.window_pauses,
+        s.seconds,
+        s.posts_per_second
+    );
+}
+
+async fn cmd_verify(a: VerifyArgs) -> Result<u8, CliError> {
+    let plan = plan::load(&a.plan).map_err(refused)?;
+    let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("sampling {} posts with --seed {seed}", a.sample);
+    let picked = {
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || verify::sample(&plan, a.sample, seed))
+            .await
+            .expect("sample task")
+            .map_err(failed)?
+    };
+    let t = &plan.target;
+    let client = EiClient::new(
+        &t.update_url,
+        &t.find_content_url,
+        &t.logical_address,
+        Duration::from_millis(plan.retry.timeout_ms),
+    )
+    .map_err(failed)?;
+    let report = verify::verify(&plan, &client, &picked)
+        .await
+        .map_err(failed)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        for m in &report.mismatches {
+            println!(
+                "{}:{}: {}: {}",
+                m.file.display(),
+                m.line,
+                m.resident,
+                m.problem
+            );
+        }
+        println!(
+            "{} sampled: {} as loaded, {} missing or different",
+            report.sampled,
+            report.matched,
+            report.mismatches.len()
+        );
+    }
+    Ok(if report.mismatches.is_empty() { 0 } else { 1 })
+}
+
+async fn cmd_probe(a: ProbeArgs) -> Result<u8, CliError> {
+    let url = if a.url.trim_end_matches('/').matches('/').count() <= 2 {
+        config::endpoint(&a.url, ei_server::codec::Operation::FindContent)
+    } else {
+        a.url.clone()
+    };
+    let client = EiClient::new(
+        &url,
+        &url,
+        NATIONAL_INDEX_HSA_ID,
+        Duration::from_millis(a.timeout_ms),
+    )
+    .map_err(failed)?;
+    let report = probe::probe(&client, &a.domain, &a.known, &a.unknown).await;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        for l in [&report.known, &report.unknown] {
+            let found = l.found.map_or_else(
+                || l.error.clone().unwrap_or_default(),
+                |n| format!("{n} posts"),
+            );
+            let verdict = if l.ok { "ok" } else { "WRONG" };
+            println!(
+                "{verdict}: {} (expected {}): {found} in {:.1} ms",
+                l.resident, l.expected, l.millis
+            );
+        }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}

@@ -1,0 +1,236 @@
+//! The index's two services over HTTP: Update (with the LogicalAddress header) and
+//! FindContent, each call with its own `x-skltp-correlation-id`. Replies are sorted
+//! into what the caller does next: done, a contract fault about the records (split
+//! and isolate), a failure worth retrying, or a failure retrying cannot fix.
+
+use ei_server::codec::{
+    parse_reply, write_find_content_request, write_write_request, Operation, Reply,
+};
+use ei_server::model::{RawEngagement, Transaction};
+use std::time::Duration;
+
+/// Why a call did not get a usable answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Transport errors, timeouts, HTTP 5xx other than contract faults: retry later.
+    #[error("{0}")]
+    Retryable(String),
+    /// Retrying cannot help (wrong address, routing refused, not an index).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// The answer to an Update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// ResultCode OK: every post is in the index.
+    Ok,
+    /// A contract fault about the records (EI002, EI004–EI006): nothing was applied.
+    Rejected { code: String, text: String },
+}
+
+/// The codes that name a problem with the records rather than with the call.
+const RECORD_CODES: [&str; 4] = ["EI002", "EI004", "EI005", "EI006"];
+
+/// A client for one index.
+#[derive(Clone, Debug)]
+pub struct EiClient {
+    http: reqwest::Client,
+    update_url: String,
+    find_content_url: String,
+    logical_address: String,
+}
+
+impl EiClient {
+    pub fn new(
+        update_url: &str,
+        find_content_url: &str,
+        logical_address: &str,
+        timeout: Duration,
+    ) -> Result<EiClient, CallError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| CallError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(EiClient {
+            http,
+            update_url: update_url.to_owned(),
+            find_content_url: find_content_url.to_owned(),
+            logical_address: logical_address.to_owned(),
+        })
+    }
+
+    /// One Update with these transactions.
+    pub async fn update(
+        &self,
+        txs: &[Transaction],
+        correlation_id: &str,
+    ) -> Result<UpdateOutcome, CallError> {
+        let mut body = String::with_capacity(200 + txs.len() * 900);
+        write_write_request(&mut body, Operation::Update, &self.logical_address, txs);
+        let (status, reply) = self.post(&self.update_url, body, correlation_id).await?;
+        classify_update(status, &reply)
+    }
+
+    /// One FindContent; the engagements found.
+    pub async fn find_content(
+        &self,
+        query: &RawEngagement,
+        correlation_id: &str,
+    ) -> Result<Vec<RawEngagement>, CallError> {
+        let mut body = String::new();
+        write_find_content_request(&mut body, &self.logical_address, query);
+        let (status, reply) = self
+            .post(&self.find_content_url, body, correlation_id)
+            .await?;
+        match parse_reply(&reply) {
+            Ok(Reply::Engagements(e)) if status == 200 => Ok(e),
+            Ok(Reply::Fault { message, .. }) => {
+                Err(CallError::Fatal(format!("FindContent fault: {message}")))
+            }
+            _ => Err(unusable(status, &reply)),
+        }
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        body: String,
+        correlation_id: &str,
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "text/xml; charset=UTF-8")
+            .header("x-skltp-correlation-id", correlation_id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CallError::Retryable(format!("{url}: {}", chain(&e))))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| {
+            CallError::Retryable(format!("{url}: reading the reply: {}", chain(&e)))
+        })?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Sorts an Update reply (status and body) into what to do next.
+pub fn classify_update(status: u16, body: &[u8]) -> Result<UpdateOutcome, CallError> {
+    match parse_reply(body) {
+        Ok(Reply::Result { code, .. }) if status == 200 && code == "OK" => Ok(UpdateOutcome::Ok),
+        Ok(Reply::Result { code, comment }) if status == 200 && code == "ERROR" => {
+            let text = comment.unwrap_or_default();
+            record_fault(&text)
+                .ok_or_else(|| CallError::Fatal(format!("the index answered ERROR: {text}")))
+        }
+        Ok(Reply::Fault { code, message }) => {
+            if let Some(outcome) = record_fault(&message) {
+                return Ok(outcome);
+            }
+            if code.ends_with("Server") || status == 503 {
+                Err(CallError::Retryable(format!("server fault: {message}")))
+            } else {
+                Err(CallError::Fatal(format!(
+                    "the index refused the call: {message}"
+                )))
+            }
+        }
+        _ => Err(unusable(status, body)),
+    }
+}
+
+/// `Rejected` when the text is an EI002/EI004–EI006 fault.
+fn record_fault(text: &str) -> Option<UpdateOutcome> {
+    let code = text.split(':').next()?.trim();
+    RECORD_CODES
+        .contains(&code)
+        .then(|| UpdateOutcome::Rejected {
+            code: code.to_owned(),
+            text: text.to_owned(),
+        })
+}
+
+/// A reply that is not the contract's: 5xx is retried, anything else is fatal.
+fn unusable(status: u16, body: &[u8]) -> CallError {
+    let excerpt: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    let msg = format!("HTTP {status}: {excerpt}");
+    if status >= 500 || status == 429 {
+        CallError::Retryable(msg)
+    } else {
+        CallError::Fatal(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(code: &str, text: &str) -> Vec<u8> {
+        let mut out = String::new();
+        ei_server::codec::write_fault(&mut out, code, text);
+        out.into_bytes()
+    }
+
+    #[test]
+    fn sorts_replies() {
+        let mut ok = String::new();
+        ei_server::codec::write_result(
+            &mut ok,
+            Operation::Update,
+            ei_server::codec::ResultCode::Ok,
+            None,
+        );
+        assert_eq!(classify_update(200, ok.as_bytes()), Ok(UpdateOutcome::Ok));
+        let t = "EI005: The logicalAddress in EngagementTransaction #3 is reserved and not allowed, hsa-id: X";
+        assert_eq!(
+            classify_update(500, &fault("soap:Client", t)),
+            Ok(UpdateOutcome::Rejected {
+                code: "EI005".into(),
+                text: t.into()
+            })
+        );
+        assert!(matches!(
+            classify_update(500, &fault("soap:Server", "EI000: A technical error")),
+            Err(CallError::Retryable(_))
+        ));
+        assert!(matches!(
+            classify_update(500, &fault("soap:Client", "EI003: Invalid routing")),
+            Err(CallError::Fatal(_))
+        ));
+        assert!(matches!(
+            classify_update(502, b"Bad gateway"),
+            Err(CallError::Retryable(_))
+        ));
+        assert!(matches!(
+            classify_update(404, b"not found"),
+            Err(CallError::Fatal(_))
+        ));
+        let mut err = String::new();
+        ei_server::codec::write_result(
+            &mut err,
+            Operation::Update,
+            ei_server::codec::ResultCode::Error,
+            Some("EI004: bad"),
+        );
+        assert_eq!(
+            classify_update(200, err.as_bytes()),
+            Ok(UpdateOutcome::Rejected {
+                code: "EI004".into(),
+                text: "EI004: bad".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! `run`: loads exactly what the plan says and no faster. A producer thread streams the
+//! inputs (skipping what the journal says is done, rejecting what the rules refuse)
+//! into batches of the agreed size; `concurrency` workers ([`crate::worker`]) send
+//! them, one call each at a time, holding to the pause, the windows and the retry
+//! policy. Ctrl-C (the `shutdown` future) stops new calls, lets the ones in flight
+//! finish and be journalled, and ends the run as resumable.
+
+use crate::check::validate;
+use crate::client::EiClient;
+use crate::clock::{format_local, to_local, Clock};
+use crate::config::rules_for;
+use crate::input::{read_all, record_json, InputError, Item, Location};
+use crate::journal::{self, Done, Event, Journal, JournalError};
+use crate::plan::{fingerprint, Plan, PlanError};
+use crate::progress::{Progress, Stats};
+use crate::worker::{Worker, WorkerShared};
+use ei_server::model::{RawTransaction, Transaction};
+use serde::Serialize;
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Why a run stopped before the load was done (the journal keeps what was done).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "input {path} changed since the plan was made (its SHA-256 differs); refusing to load it"
+    )]
+    InputChanged { path: PathBuf },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("reject file {path}: {source}")]
+    RejectFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("call {call} failed and retrying cannot help: {message}")]
+    Fatal { call: String, message: String },
+    #[error("call {call} still failing after {attempts} attempts: {message}")]
+    GaveUp {
+        call: String,
+        attempts: u32,
+        message: String,
+    },
+}
+
+/// How to run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Start now instead of at the planned start.
+    pub now: bool,
+    /// Draw progress bars (still only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// How the run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every record is loaded or rejected.
+    Completed,
+    /// Stopped (Ctrl-C); run again to resume.
+    Interrupted,
+}
+
+/// The end-of-run summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub records: u64,
+    /// Posts acknowledged by the index, all runs.
+    pub loaded: u64,
+    pub loaded_this_run: u64,
+    /// Records rejected (reject file), all runs.
+    pub rejected: u64,
+    pub calls: u64,
+    pub retries: u64,
+    pub window_pauses: u64,
+    pub seconds: f64,
+    pub posts_per_second: f64,
+    pub journal: PathBuf,
+    pub reject_file: PathBuf,
+}
+
+/// One record on its way: where it came from, validated and as read.
+#[derive(Clone, Debug)]
+pub struct Post {
+    pub seq: u64,
+    pub at: Location,
+    pub tx: Transaction,
+    pub raw: RawTransaction,
+}
+
+/// The reject file: one JSON line per rejected record with the reason.
+#[derive(Debug)]
+pub struct Rejects {
+    path: PathBuf,
+    inputs: Vec<PathBuf>,
+    file: Mutex<File>,
+}
+
+impl Rejects {
+    fn open(path: &Path, inputs: Vec<PathBuf>) -> Result<Rejects, RunError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| RunError::RejectFile {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Rejects {
+            path: path.to_owned(),
+            inputs,
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Writes the record and its reason, then journals the rejection durably.
+    pub fn reject(
+        &self,
+        journal: &Journal,
+        seq: u64,
+        at: Location,
+        raw: Option<&RawTransaction>,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), RunError> {
+        let line = serde_json::json!({
+            "seq": seq,
+            "file": self.inputs.get(at.file),
+            "line": at.line,
+            "code": code,
+            "reason": reason,
+            "record": raw.map(record_json),
+        });
+        let mut text = line.to_string();
+        text.push('\n');
+        self.file
+            .lock()
+            .expect("reject lock")
+            .write_all(text.as_bytes())
+            .map_err(|source| RunError::RejectFile {
+                path: self.path.clone(),
+                source,
+            })?;
+        journal.append(
+            &Event::Reject {
+                seq,
+                code: code.to_owned(),
+            },
+            true,
+        )?;
+        Ok(())
+    }
+}
+
+/// The reject file's path for a plan.
+pub fn rejects_path_for(plan: &Path) -> PathBuf {
+    plan.with_extension("rejects.jsonl")
+}
+
+/// Runs the plan at `plan_path` until done or `shutdown` resolves.
+pub async fn run(
+    plan_path: &Path,
+    plan: &Plan,
+    clock: Arc<dyn Clock>,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let inputs = verify_inputs(plan).await?;
+    let journal_path = journal::path_for(plan_path);
+    let shas: Vec<String> = plan.inputs.iter().map(|i| i.sha256.clone()).collect();
+    let (journal, done) = Journal::open(&journal_path, &shas, now_text(&*clock))?;
+    let journal = Arc::new(journal);
+    let rejects = Arc::new(Rejects::open(&rejects_path_for(plan_path), inputs.clone())?);
+    let stats = Arc::new(Stats::default());
+    stats.loaded.store(done.acked, Relaxed);
+    stats.rejected.store(done.rejected, Relaxed);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stopper = stop_tx.clone();
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        stopper.send_replace(true);
+    });
+    let total = plan.order.posts + plan.order.invalid_records;
+    let progress = Arc::new(Progress::new(total, opts.progress));
+    let ticker = progress
+        .clone()
+        .tick(stats.clone(), plan.throttle.concurrency);
+    let mut stop = stop_rx.clone();
+    let started_in_time = opts.now || wait_for_start(plan, &*clock, &stats, &mut stop).await?;
+    let result = if started_in_time {
+        load(
+            plan,
+            inputs,
+            clock.clone(),
+            journal.clone(),
+            rejects,
+            done,
+            stats.clone(),
+            stop_tx,
+            stop_rx,
+        )
+        .await
+    } else {
+        Ok(())
+    };
+    signal.abort();
+    ticker.abort();
+    progress.finish(&stats, plan.throttle.concurrency);
+    result?;
+    let records = total;
+    let interrupted = *stop.borrow() || !started_in_time;
+    if !interrupted {
+        journal.append(
+            &Event::Done {
+                at: now_text(&*clock),
+            },
+            true,
+        )?;
+    }
+    Ok(summary(
+        &stats,
+        records,
+        interrupted,
+        started.elapsed(),
+        journal_path,
+        rejects_path_for(plan_path),
+    ))
+}
+
+fn now_text(clock: &dyn Clock) -> String {
+    format_local(to_local(clock.now()))
+}
+
+/// Checks every input against the plan's checksum (on a blocking thread).
+async fn verify_inputs(plan: &Plan) -> Result<Vec<PathBuf>, RunError> {
+    let inputs = plan.inputs.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in &inputs {
+            if fingerprint(&i.path)?.sha256 != i.sha256 {
+                return Err(RunError::InputChanged {
+                    path: i.path.clone(),
+                });
+            }
+        }
+        Ok(inputs.into_iter().map(|i| i.path).collect())
+    })
+    .await
+    .expect("checksum task")
+}
+
+/// Waits for the planned start; false when stopped first.
+async fn wait_for_start(
+    plan: &Plan,
+    clock: &dyn Clock,
+    stats: &Stats,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, RunError> {
+    let start = plan.start()?;
+    loop {
+        let now = clock.now();
+        if now >= start {
+            return Ok(true);
+        }
+        stats.set_window(format!(
+            "waiting for the planned start {}",
+            plan.schedule.planned_start
+        ));
+        let wait: Duration = (start - now).try_into().unwrap_or_default();
+        if crate::worker::sleep_or_stop(clock, wait, stop).await {
+            return Ok(false);
+        }
+    }
+}
+
+/// The producer and the workers, until the load is done, stopped or failed.
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    plan: &Plan,
+    inputs: Vec<PathBuf>,
+    clock: Arc<dyn Clock>,
+    journal: Arc<Journal>,
+    rejects: Arc<Rejects>,
+    done: Done,
+    stats: Arc<Stats>,
+    stop_tx: Arc<watch::Sender<bool>>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let (tx, rx) = mpsc::channel::<Vec<Post>>(plan.throttle.concurrency as usize * 2);
+    let producer = {
+        let (plan, journal, rejects, stats) = (
+            plan.clone(),
+            journal.clone(),
+            rejects.clone(),
+            stats.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            produce(&plan, &inputs, &done, &journal, &rejects, &stats, tx)
+        })
+    };
+    let client = EiClient::new(
+        &plan.target.update_url,
+        &plan.target.find_content_url,
+        &plan.target.logical_address,
+        Duration::from_millis(plan.retry.timeout_ms),
+    )
+    .map_err(|e| RunError::Fatal {
+        call: "-".into(),
+        message: e.to_string(),
+    })?;
+    let shared = Arc::new(WorkerShared::new(
+        plan,
+        client,
+        clock,
+        journal,
+        rejects,
+        stats,
+        stop_tx.clone(),
+        stop_rx,
+        rx,
+    ));
+    let workers: Vec<_> = (0..plan.throttle.concurrency)
+        .map(|id| tokio::spawn(Worker::new(id, shared.clone()).run()))
+        .collect();
+    let mut first_err = None;
+    for w in workers {
+        if let Err(e) = w.await.expect("worker task") {
+            stop_tx.send_replace(true);
+            first_err.get_or_insert(e);
+        }
+    }
+    shared.close();
+    let produced = producer.await.expect("producer task");
+    match (first_err, produced) {
+        (Some(e), _) | (None, Err(e)) => Err(e),
+        (None, Ok(_)) => Ok(()),
+    }
+}
+
+/// Streams the inputs into batches; rejects records the rules refuse. Returns the
+/// number of records read.
+fn produce(
+    plan: &Plan,
+    inputs: &[PathBuf],
+    done: &Done,
+    journal: &Journal,
+    rejects: &Rejects,
+    stats: &Stats,
+    tx: mpsc::Sender<Vec<Post>>,
+) -> Result<u64, RunError> {
+    let rules = rules_for(&plan.target.logical_address, &plan.target.reserved_hsa_ids);
+    let size = plan.throttle.batch_size as usize;
+    let mut batch = Vec::with_capacity(size);
+    let mut records = 0;
+    for item in read_all(inputs) {
+        let item = item?;
+        records += 1;
+        if done.contains(item.seq()) {
+            continue;
+        }
+        match item {
+            Item::Unreadable { seq, at, message } => {
+                rejects.reject(journal, seq, at, None, "unreadable", &message)?;
+                stats.rejected.fetch_add(1, Relaxed);
+            }
+            Item::Record { seq, at, tx: raw } => match validate(&rules, &raw) {
+                Ok(t) => batch.push(Post {
+                    seq,
+                    at,
+                    tx: t,
+                    raw,
+                }),
+                Err(bad) => {
+                    rejects.reject(journal, seq, at, Some(&raw), &bad.code, &bad.text)?;
+                    stats.rejected.fetch_add(1, Relaxed);
+                }
+            },
+        }
+        if batch.len() == size
+            && tx
+                .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(size)))
+                .is_err()
+        {
+            return Ok(records);
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(records)
+}
+
+fn summary(
+    stats: &Stats,
+    records: u64,
+    interrupted: bool,
+    elapsed: Duration,
+    journal: PathBuf,
+    reject_file: PathBuf,
+) -> Summary {
+    let loaded = stats.loaded.load(Relaxed);
+    let this_run = stats.loaded_this_run.load(Relaxed);
+    let seconds = elapsed.as_secs_f64();
+    Summary {
+        outcome: if interrupted {
+            Outcome::Interrupted
+        } else {
+            Outcome::Completed
+        },
+        records,
+        loaded,
+        loaded_this_run: this_run,
+        rejected: stats.rejected.load(Relaxed),
+        calls: stats.calls.load(Relaxed),
+        retries: stats.retries.load(Relaxed),
+        window_pauses: stats.window_pauses.load(Relaxed),
+        seconds,
+        posts_per_second: if seconds > 0.0 {
+            this_run as f64 / seconds
+        } else {
+            0.0
+        },
+        journal,
+        reject_file,
+    }
+}
