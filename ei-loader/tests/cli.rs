@@ -145,3 +145,21 @@ async fn run_refuses_inputs_that_changed_since_the_plan() {
     assert_eq!(count(&server.base).await, 0);
     server.stop().await;
 }
+
+#[test]
+fn shipped_examples_pass_check() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for file in ["engagements.csv", "engagements.jsonl"] {
+        let path = format!("{examples}/{file}");
+        let (code, out, err) = ei_loader(&[
+            "--config",
+            &format!("{examples}/ei-loader.toml"),
+            "check",
+            &path,
+            "--env",
+            "prod",
+        ]);
+        assert_eq!(code, 0, "{file}: {out}{err}");
+        assert!(out.contains("0 invalid, 0 duplicate keys"), "{out}");
+    }
+}
