@@ -113,6 +113,7 @@ async fn a_run_reports_every_row_and_phase() {
             assert!(md.contains(&format!("| {} | {} |", p.name, row.label)));
         }
     }
+    assert!(md.contains("| Journal A | SE2321000016-15CQ | Update | 36000 | 72000 |  | 5 |"));
     assert!(md.contains("**Verdict: holds.**"));
     assert!(md.contains("**Headroom: ×5** of max flow"));
     assert!(md.contains("![latency percentiles and throughput against offered load](report.svg)"));

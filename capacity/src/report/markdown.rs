@@ -8,6 +8,7 @@ use std::fmt::Write;
 pub fn render(r: &Report, chart: Option<&str>) -> String {
     let mut out = String::new();
     head(&mut out, r);
+    inputs(&mut out, r);
     seeding(&mut out, r);
     phases(&mut out, r);
     rows(&mut out, r);
@@ -56,6 +57,28 @@ fn head(out: &mut String, r: &Report) {
         "**Headroom: {factor}** of max flow ({}).\n",
         r.headroom.reason
     );
+}
+
+/// The capacity table as read from the file, so the report stands on its own.
+fn inputs(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "## Capacity table (input)\n\n| source system | HSA-id | contract | normal per hour | max per hour | max occurs | posts per call |\n|---|---|---|---:|---:|---|---:|"
+    );
+    for f in &r.flows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            f.source_system,
+            f.hsa_id,
+            f.contract.name(),
+            num(f.normal_per_hour),
+            num(f.max_per_hour),
+            f.max_occurs.as_deref().unwrap_or(""),
+            f.posts_per_call
+        );
+    }
+    out.push('\n');
 }
 
 fn seeding(out: &mut String, r: &Report) {

@@ -71,6 +71,7 @@ struct Point {
     offered: f64,
     achieved: f64,
     lat: [f64; 4],
+    failed: bool,
 }
 
 const SERIES: [(&str, &str); 4] = [
@@ -97,6 +98,7 @@ pub fn render(r: &Report) -> String {
                 offered: p.total.offered_calls_per_s,
                 achieved: p.total.achieved_calls_per_s,
                 lat: [l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms],
+                failed: p.verdict == super::RowVerdict::Fails,
             })
         })
         .collect();
@@ -165,6 +167,12 @@ fn throughput_panel(s: &mut String, points: &[Point], x: LogAxis, y: LogAxis) {
         .collect();
     polyline(s, &xy, "#1f78b4", true);
     for (p, (px, py)) in points.iter().zip(&xy) {
+        if p.failed {
+            let _ = write!(
+                s,
+                r##"<circle cx="{px:.1}" cy="{py:.1}" r="7" fill="none" stroke="#e31a1c" stroke-width="2"/>"##
+            );
+        }
         let _ = write!(
             s,
             r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
@@ -174,11 +182,11 @@ fn throughput_panel(s: &mut String, points: &[Point], x: LogAxis, y: LogAxis) {
     }
     let _ = write!(
         s,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">offered load, all rows (calls/s)</text><text x="{:.1}" y="{:.1}" fill="#888888" text-anchor="end">dashed: achieved = offered</text>"##,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">offered load, all rows (calls/s)</text><text x="{:.1}" y="{:.1}" fill="#888888">dashed: achieved = offered; red ring: phase fails the objective</text>"##,
         (LEFT + WIDTH - RIGHT) / 2.0,
         TOP2 + PANEL_H + 34.0,
-        WIDTH - RIGHT - 4.0,
-        TOP2 + 12.0
+        LEFT + 6.0,
+        TOP2 + 14.0
     );
 }
 
