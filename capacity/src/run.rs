@@ -80,7 +80,7 @@ async fn run_against(
     progress: &Progress,
 ) -> Result<Report, RunError> {
     let client = Client::new(base);
-    let before = wait_until_up(&client).await?;
+    let before = probe(&client).await?;
     let bodies = Bodies::new(&settings.index_hsa_id);
     let mut seeded = None;
     if let Some(spec) = settings.seed {
@@ -115,7 +115,7 @@ async fn run_against(
 /// Asks the target for its status once (an embedded server's socket is bound before
 /// it serves, so it answers as soon as its store is open); returns its engagement
 /// count when it reports one.
-async fn wait_until_up(client: &Client) -> Result<Option<u64>, RunError> {
+async fn probe(client: &Client) -> Result<Option<u64>, RunError> {
     client.status().await.map_err(|e| RunError::Unreachable {
         url: client.base().to_owned(),
         message: e.message,
