@@ -165,6 +165,9 @@ pub struct ProbeArgs {
     pub unknown: String,
     #[arg(long, default_value = "riv:clinicalprocess:healthcond:description")]
     pub domain: String,
+    /// Take the TLS client certificate and roots from this environment's profile.
+    #[arg(long)]
+    pub env: Option<String>,
     /// Per-call timeout (the platform's aggregating services allow 29 s).
     #[arg(long, default_value_t = 29_000)]
     pub timeout_ms: u64,
@@ -205,7 +208,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
         Command::Plan(a) => cmd_plan(&cli.config, a, &SystemClock),
         Command::Run(a) => cmd_run(a).await,
         Command::Verify(a) => cmd_verify(a).await,
-        Command::Probe(a) => cmd_probe(a).await,
+        Command::Probe(a) => cmd_probe(&cli.config, a).await,
     }
 }
 
@@ -462,6 +465,7 @@ async fn cmd_verify(a: VerifyArgs) -> Result<u8, CliError> {
         &t.find_content_url,
         &t.logical_address,
         Duration::from_millis(plan.retry.timeout_ms),
+        &t.tls,
     )
     .map_err(failed)?;
     let report = verify::verify(&plan, &client, &picked)
@@ -492,7 +496,11 @@ async fn cmd_verify(a: VerifyArgs) -> Result<u8, CliError> {
     Ok(if report.mismatches.is_empty() { 0 } else { 1 })
 }
 
-async fn cmd_probe(a: ProbeArgs) -> Result<u8, CliError> {
+async fn cmd_probe(config_path: &Path, a: ProbeArgs) -> Result<u8, CliError> {
+    let tls = match &a.env {
+        Some(name) => config::load(config_path, name).map_err(refused)?.tls,
+        None => crate::client::TlsFiles::default(),
+    };
     let url = if a.url.trim_end_matches('/').matches('/').count() <= 2 {
         config::endpoint(&a.url, ei_server::codec::Operation::FindContent)
     } else {
@@ -503,6 +511,7 @@ async fn cmd_probe(a: ProbeArgs) -> Result<u8, CliError> {
         &url,
         NATIONAL_INDEX_HSA_ID,
         Duration::from_millis(a.timeout_ms),
+        &tls,
     )
     .map_err(failed)?;
     let report = probe::probe(&client, &a.domain, &a.known, &a.unknown).await;

@@ -7,7 +7,26 @@ use ei_server::codec::{
     parse_reply, write_find_content_request, write_write_request, Operation, Reply,
 };
 use ei_server::model::{RawEngagement, Transaction};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// TLS files for an index reached over HTTPS: a client certificate for mutual TLS (the
+/// platform's SITHS function certificate) and the CA certificates to trust. Paths are
+/// absolute in a plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM client certificate (chain); needs `key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates: when set, the only roots trusted for the server;
+    /// otherwise the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
 
 /// Why a call did not get a usable answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,11 +66,12 @@ impl EiClient {
         find_content_url: &str,
         logical_address: &str,
         timeout: Duration,
+        tls: &TlsFiles,
     ) -> Result<EiClient, CallError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| CallError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let builder = with_tls(reqwest::Client::builder().timeout(timeout), tls)?;
+        let http = builder.build().map_err(|e| {
+            CallError::Fatal(format!("cannot build the HTTP client: {}", chain(&e)))
+        })?;
         Ok(EiClient {
             http,
             update_url: update_url.to_owned(),
@@ -113,6 +133,37 @@ impl EiClient {
         })?;
         Ok((status, bytes.to_vec()))
     }
+}
+
+/// Adds the client certificate and the trusted roots, when set.
+fn with_tls(
+    mut b: reqwest::ClientBuilder,
+    tls: &TlsFiles,
+) -> Result<reqwest::ClientBuilder, CallError> {
+    let bad = |path: &Path, e: &dyn std::fmt::Display| {
+        CallError::Fatal(format!("TLS file {}: {e}", path.display()))
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| bad(path, &e));
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad(cert, &chain(&e)))?);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(CallError::Fatal(
+                "a TLS client certificate needs both its cert and its key".into(),
+            ))
+        }
+    }
+    if let Some(ca) = &tls.ca {
+        let roots =
+            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| bad(ca, &chain(&e)))?;
+        b = b.tls_certs_only(roots);
+    }
+    Ok(b)
 }
 
 /// An error and its causes on one line.

@@ -3,6 +3,7 @@
 //! its HSA-id (the LogicalAddress every Update carries), the ids it reserves, and
 //! whether it is a production environment (which brings the 14-day lead time).
 
+use crate::client::TlsFiles;
 use ei_server::codec::Operation;
 use ei_server::rules::RulesConfig;
 use serde::Deserialize;
@@ -47,6 +48,9 @@ struct ProfileToml {
     reserved_hsa_ids: Option<Vec<String>>,
     #[serde(default)]
     production: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 /// One environment, resolved.
@@ -61,6 +65,8 @@ pub struct Profile {
     pub reserved_hsa_ids: Vec<String>,
     /// Production environments need the 14-day lead time.
     pub production: bool,
+    /// Client certificate and trusted roots for HTTPS (absolute paths).
+    pub tls: TlsFiles,
 }
 
 impl Profile {
@@ -76,6 +82,7 @@ impl Profile {
                 DEFAULT_PLATFORM_HSA_ID.to_owned(),
             ],
             production,
+            tls: TlsFiles::default(),
         }
     }
 
@@ -142,7 +149,19 @@ fn parse(text: &str, path: &Path, name: &str) -> Result<Profile, ConfigError> {
             .unwrap_or_else(|| vec![p.logical_address.clone(), platform]),
         logical_address: p.logical_address,
         production: p.production,
+        tls: TlsFiles {
+            cert: p.tls_cert.map(|f| beside(path, f)),
+            key: p.tls_key.map(|f| beside(path, f)),
+            ca: p.tls_ca.map(|f| beside(path, f)),
+        },
     })
+}
+
+/// A path from the profiles file: relative ones are relative to the file's folder.
+fn beside(file: &Path, p: PathBuf) -> PathBuf {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let joined = if p.is_absolute() { p } else { dir.join(p) };
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 #[cfg(test)]
@@ -159,6 +178,9 @@ url = "https://ei.example"
 logical_address = "5565594230"
 platform_hsa_id = "SE-PLATFORM"
 production = true
+tls_cert = "/etc/siths/client.pem"
+tls_key = "client.key"
+tls_ca = "ca.pem"
 "#;
 
     #[test]
@@ -174,9 +196,18 @@ production = true
         );
         assert_eq!(p.reserved_hsa_ids, ["ei-test", DEFAULT_PLATFORM_HSA_ID]);
         assert!(!p.production);
-        let prod = parse(FILE, Path::new("envs.toml"), "prod").unwrap();
+        let prod = parse(FILE, Path::new("conf/envs.toml"), "prod").unwrap();
         assert_eq!(prod.reserved_hsa_ids, ["5565594230", "SE-PLATFORM"]);
         assert!(prod.production);
+        assert_eq!(
+            prod.tls.cert.as_deref(),
+            Some(Path::new("/etc/siths/client.pem"))
+        );
+        assert_eq!(
+            prod.tls.key,
+            Some(std::path::absolute("conf/client.key").unwrap())
+        );
+        assert_eq!(p.tls, TlsFiles::default());
     }
 
     #[test]

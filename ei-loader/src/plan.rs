@@ -80,6 +80,9 @@ pub struct Target {
     /// The index's HSA-id: LogicalAddress of every Update.
     pub logical_address: String,
     pub reserved_hsa_ids: Vec<String>,
+    /// HTTPS client certificate and trusted roots, when the profile sets them.
+    #[serde(default)]
+    pub tls: crate::client::TlsFiles,
 }
 
 /// How fast: never more than this.
@@ -235,6 +238,7 @@ pub fn build(o: &PlanOptions, facts: LoadFacts) -> Result<Plan, PlanError> {
             find_content_url: o.profile.find_content_url.clone(),
             logical_address: o.profile.logical_address.clone(),
             reserved_hsa_ids: o.profile.reserved_hsa_ids.clone(),
+            tls: o.profile.tls.clone(),
         },
         throttle: o.throttle,
         schedule: Schedule {

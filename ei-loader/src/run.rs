@@ -316,6 +316,7 @@ async fn load(
         &plan.target.find_content_url,
         &plan.target.logical_address,
         Duration::from_millis(plan.retry.timeout_ms),
+        &plan.target.tls,
     )
     .map_err(|e| RunError::Fatal {
         call: "-".into(),

@@ -49,6 +49,7 @@ async fn verify_finds_every_loaded_post_and_reports_the_missing() {
         &t.find_content_url,
         &t.logical_address,
         Duration::from_secs(5),
+        &t.tls,
     )
     .unwrap();
     let everything = sample(&plan, 1000, 1).unwrap();
