@@ -452,9 +452,10 @@ async fn cmd_verify(a: VerifyArgs) -> Result<u8, CliError> {
     let plan = plan::load(&a.plan).map_err(refused)?;
     let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
     eprintln!("sampling {} posts with --seed {seed}", a.sample);
+    let rejected = verify::rejected(&a.plan).map_err(failed)?;
     let picked = {
         let plan = plan.clone();
-        tokio::task::spawn_blocking(move || verify::sample(&plan, a.sample, seed))
+        tokio::task::spawn_blocking(move || verify::sample(&plan, a.sample, seed, &rejected))
             .await
             .expect("sample task")
             .map_err(failed)?

@@ -2,7 +2,7 @@
 //! (calls, in flight, retries, rejected, window state) on stderr, drawn only when
 //! stderr is a terminal. The counters live in [`Stats`], which the summary reads too.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -49,10 +49,17 @@ impl Progress {
         let multi = MultiProgress::with_draw_target(target);
         let posts = multi.add(ProgressBar::new(total));
         posts.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} posts  {per_sec}  ETA {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} posts  {rate}  ETA {eta}")
+                .expect("valid template")
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} posts/s", state.per_sec());
+                    },
+                ),
         );
         let status = multi.add(ProgressBar::new_spinner());
+        status.set_style(ProgressStyle::with_template("{msg}").expect("valid template"));
         Progress {
             _multi: multi,
             posts,

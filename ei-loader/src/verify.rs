@@ -10,7 +10,8 @@ use crate::input::{key_query, read_all, InputError, Item, Location};
 use crate::plan::Plan;
 use ei_server::model::{Action, Field, RawEngagement, Transaction};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// Why a verification could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -38,20 +39,25 @@ pub struct VerifyReport {
     pub mismatches: Vec<Mismatch>,
 }
 
-/// Picks up to `n` valid records uniformly at random (seeded).
+/// Picks up to `n` records uniformly at random (seeded) among those that pass the
+/// rules and are not in `rejected` (sequence numbers the run rejected).
 pub fn sample(
     plan: &Plan,
     n: usize,
     seed: u64,
+    rejected: &HashSet<u64>,
 ) -> Result<Vec<(Location, Transaction)>, InputError> {
     let rules = rules_for(&plan.target.logical_address, &plan.target.reserved_hsa_ids);
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut chosen: Vec<(Location, Transaction)> = Vec::with_capacity(n);
     let mut seen = 0usize;
     for item in read_all(&plan.input_paths()) {
-        let Item::Record { at, tx, .. } = item? else {
+        let Item::Record { seq, at, tx } = item? else {
             continue;
         };
+        if rejected.contains(&seq) {
+            continue;
+        }
         let Ok(t) = validate(&rules, &tx) else {
             continue;
         };
@@ -66,6 +72,18 @@ pub fn sample(
         }
     }
     Ok(chosen)
+}
+
+/// The records a plan's run rejected (from its journal): not expected in the index.
+pub fn rejected(plan_path: &Path) -> Result<HashSet<u64>, crate::journal::JournalError> {
+    let (events, _) = crate::journal::read_events(&crate::journal::path_for(plan_path))?;
+    Ok(events
+        .into_iter()
+        .filter_map(|e| match e {
+            crate::journal::Event::Reject { seq, .. } => Some(seq),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Looks every sampled record up and compares.

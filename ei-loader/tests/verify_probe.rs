@@ -52,7 +52,7 @@ async fn verify_finds_every_loaded_post_and_reports_the_missing() {
         &t.tls,
     )
     .unwrap();
-    let everything = sample(&plan, 1000, 1).unwrap();
+    let everything = sample(&plan, 1000, 1, &Default::default()).unwrap();
     assert_eq!(everything.len(), 50);
     let deleted: Vec<Transaction> = everything[..3]
         .iter()
