@@ -2,22 +2,28 @@
 //! directory, keys and values.
 //!
 //! One pre-loaded index (`EI_BENCH_POSTS`, default 100 000 posts of the 1000-post
-//! sample, plus 1000 single-post residents) is measured in this order, so the
-//! figures that should see the nominal size come before the ones that grow it:
-//! 1. `find/ours_{1,10,50}`: FindContent prefix scans returning 1, 10, 50 posts;
-//! 2. `update_1000_nosync/ours_{same,changed}`, then (re-opened with WAL sync)
-//!    `update_1000_sync/ours_{same,changed,new}`, then `update_1000_nosync/ours_new`:
-//!    identical re-sends, changed mostRecentContent on existing keys, new keys;
-//! 3. the store closed, RocksDB opened directly on its directory: `find/raw_*`
-//!    scans and point gets, `raw_update_1000_{sync,nosync}/{put_batch,multiget_put}_new`
-//!    (the batch ours writes for new keys, alone and after the multi-get ours does).
+//! sample, plus 1000 single-post residents), flushed and fully compacted (unless
+//! `EI_BENCH_COMPACT=0`), is measured in this order, so the figures that should see
+//! the nominal size come before the ones that grow it:
+//! 1. `find/ours_{1,10,50}` (FindContent prefix scans returning 1, 10, 50 posts),
+//!    each beside `find/raw_{1,10,50}` (RocksDB opened read-only on the same files),
+//!    and `find/raw_point_get`; then `update_1000_nosync/ours_{same,changed}`
+//!    (identical re-sends; changed mostRecentContent on existing keys);
+//! 2. raw RocksDB on the same directory: `update_1000_{sync,nosync}/raw_multiget_put_changed`;
+//! 3. ours with WAL sync: `update_1000_sync/ours_{same,changed}`, then new keys
+//!    `new_keys_1000_{sync,nosync}/ours` (short runs: each iteration adds 1000 posts);
+//! 4. raw: `new_keys_1000_{sync,nosync}/raw_{put_batch,multiget_put}` (the batch ours
+//!    writes for new keys, alone and after the multi-get ours does).
 //!
 //! `EI_BENCH_POSTS=1000000 cargo bench -p ei-benches --bench store`; `EI_BENCH_DIR`
 //! puts the index's temp dir elsewhere; `EI_BENCH_SECS` sets each measurement's
 //! seconds (default 3). Criterion filters select benchmarks but the pre-load always
 //! runs.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use ei_benches::data::{self, Posts};
 use ei_benches::raw;
 use ei_server::metrics::Metrics;
@@ -112,6 +118,23 @@ impl Bench {
             .collect()
     }
 
+    /// The (key, value) bytes ours writes for a pre-loaded body with a changed
+    /// mostRecentContent (all three timestamps set).
+    fn raw_changed_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let now: Timestamp = ei_server::clock::now();
+        self.changed()
+            .into_iter()
+            .map(|t| {
+                let e = Engagement {
+                    creation_time: Some(now),
+                    update_time: Some(now),
+                    ..t.engagement
+                };
+                (encode_key(&e.key), encode_value(&e))
+            })
+            .collect()
+    }
+
     /// A query returning `rows` posts: 50 = resident + domain, 10 = + categorization,
     /// 1 = a single-post resident.
     fn query(&self, rows: u64) -> ei_server::model::FindQuery {
@@ -156,22 +179,41 @@ fn store_benches(c: &mut Criterion) {
 
     let store = b.open(dir, false);
     preload(&b, &store);
-    find(c, &b, &store);
-    updates(c, &b, &store, "update_1000_nosync", false);
     store.close();
     drop(store);
+    if env_u64("EI_BENCH_COMPACT", 1) != 0 {
+        // A long-running index is mostly compacted SST files, not memtable.
+        let started = Instant::now();
+        raw::compact(dir).expect("compact");
+        eprintln!(
+            "flushed and compacted in {:.1} s: {} bytes on disk",
+            started.elapsed().as_secs_f64(),
+            raw::dir_size(dir)
+        );
+    }
+
+    let store = b.open(dir, false);
+    let ro = raw::open_read_only(dir, 128 << 20).expect("raw read-only open");
+    find(c, &b, &store, &ro);
+    drop(ro);
+    updates(c, &b, &store, "update_1000_nosync");
+    store.close();
+    drop(store);
+    let db = raw::open(dir, 128 << 20).expect("raw open");
+    raw_changed(c, &b, &db);
+    drop(db);
+
     let store = b.open(dir, true);
-    updates(c, &b, &store, "update_1000_sync", true);
+    updates(c, &b, &store, "update_1000_sync");
+    new_keys(c, &b, &store, "new_keys_1000_sync");
     store.close();
     drop(store);
     let store = b.open(dir, false);
-    new_keys(c, &b, &store, "update_1000_nosync");
+    new_keys(c, &b, &store, "new_keys_1000_nosync");
     store.close();
     drop(store);
-
     let db = raw::open(dir, 128 << 20).expect("raw open");
-    raw_reads(c, &b, &db);
-    raw_writes(c, &b, &db);
+    raw_new(c, &b, &db);
 }
 
 fn preload(b: &Bench, store: &Store) {
@@ -188,7 +230,9 @@ fn preload(b: &Bench, store: &Store) {
     );
 }
 
-fn find(c: &mut Criterion, b: &Bench, store: &Store) {
+/// Ours and the raw limit side by side (the raw DB is a read-only view of the same
+/// files, with a cache of its own), so both see the same machine load.
+fn find(c: &mut Criterion, b: &Bench, store: &Store, db: &rocksdb::DB) {
     let mut g = c.benchmark_group("find");
     g.throughput(Throughput::Elements(1));
     for rows in [1, 10, 50] {
@@ -203,52 +247,6 @@ fn find(c: &mut Criterion, b: &Bench, store: &Store) {
                 BatchSize::SmallInput,
             )
         });
-    }
-    g.finish();
-}
-
-fn updates(c: &mut Criterion, b: &Bench, store: &Store, group: &str, sync: bool) {
-    let mut g = c.benchmark_group(group);
-    g.throughput(Throughput::Elements(data::POSTS_PER_BODY));
-    g.bench_function("ours_same", |bn| {
-        bn.iter_batched(|| b.same(), |t| b.write(store, t), BatchSize::PerIteration)
-    });
-    g.bench_function("ours_changed", |bn| {
-        bn.iter_batched(
-            || b.changed(),
-            |t| b.write(store, t),
-            BatchSize::PerIteration,
-        )
-    });
-    if sync {
-        g.bench_function("ours_new", |bn| {
-            bn.iter_batched(
-                || b.new_keys(),
-                |t| b.write(store, t),
-                BatchSize::PerIteration,
-            )
-        });
-    }
-    g.finish();
-}
-
-fn new_keys(c: &mut Criterion, b: &Bench, store: &Store, group: &str) {
-    let mut g = c.benchmark_group(group);
-    g.throughput(Throughput::Elements(data::POSTS_PER_BODY));
-    g.bench_function("ours_new", |bn| {
-        bn.iter_batched(
-            || b.new_keys(),
-            |t| b.write(store, t),
-            BatchSize::PerIteration,
-        )
-    });
-    g.finish();
-}
-
-fn raw_reads(c: &mut Criterion, b: &Bench, db: &rocksdb::DB) {
-    let mut g = c.benchmark_group("find");
-    g.throughput(Throughput::Elements(1));
-    for rows in [1, 10, 50] {
         g.bench_function(format!("raw_{rows}"), |bn| {
             bn.iter_batched(
                 || query_prefix(&b.query(rows)),
@@ -270,21 +268,78 @@ fn raw_reads(c: &mut Criterion, b: &Bench, db: &rocksdb::DB) {
     g.finish();
 }
 
-fn raw_writes(c: &mut Criterion, b: &Bench, db: &rocksdb::DB) {
-    for (group, sync) in [
-        ("raw_update_1000_sync", true),
-        ("raw_update_1000_nosync", false),
-    ] {
+/// Identical re-sends and changed mostRecentContent on pre-loaded keys.
+fn updates(c: &mut Criterion, b: &Bench, store: &Store, group: &str) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(data::POSTS_PER_BODY));
+    g.bench_function("ours_same", |bn| {
+        bn.iter_batched(|| b.same(), |t| b.write(store, t), BatchSize::PerIteration)
+    });
+    g.bench_function("ours_changed", |bn| {
+        bn.iter_batched(
+            || b.changed(),
+            |t| b.write(store, t),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    eprintln!("{group}: index holds {} posts", store.engagement_count());
+}
+
+/// New keys grow the index by 1000 per iteration: short runs (`EI_BENCH_NEW_MS`).
+fn short<'a>(c: &'a mut Criterion, group: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(data::POSTS_PER_BODY));
+    g.warm_up_time(Duration::from_millis(200));
+    g.measurement_time(Duration::from_millis(env_u64("EI_BENCH_NEW_MS", 700)));
+    g
+}
+
+fn new_keys(c: &mut Criterion, b: &Bench, store: &Store, group: &str) {
+    let mut g = short(c, group);
+    g.bench_function("ours", |bn| {
+        bn.iter_batched(
+            || b.new_keys(),
+            |t| b.write(store, t),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    eprintln!("{group}: index holds {} posts", store.engagement_count());
+}
+
+/// The limit for `ours_changed`: a multi-get, then the batch of changed values (19
+/// bytes: three timestamps) for pre-loaded keys.
+fn raw_changed(c: &mut Criterion, b: &Bench, db: &rocksdb::DB) {
+    for (group, sync) in [("update_1000_sync", true), ("update_1000_nosync", false)] {
         let mut g = c.benchmark_group(group);
         g.throughput(Throughput::Elements(data::POSTS_PER_BODY));
-        g.bench_function("put_batch_new", |bn| {
+        g.bench_function("raw_multiget_put_changed", |bn| {
+            bn.iter_batched(
+                || b.raw_changed_entries(),
+                |e| black_box(raw::read_modify_write(db, &e, sync).expect("write")),
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
+}
+
+/// The limits for `ours` on new keys: the same batch alone, and after a multi-get.
+fn raw_new(c: &mut Criterion, b: &Bench, db: &rocksdb::DB) {
+    for (group, sync) in [
+        ("new_keys_1000_sync", true),
+        ("new_keys_1000_nosync", false),
+    ] {
+        let mut g = short(c, group);
+        g.bench_function("raw_put_batch", |bn| {
             bn.iter_batched(
                 || b.raw_new_entries(),
                 |e| raw::write_batch(db, &e, sync).expect("write"),
                 BatchSize::PerIteration,
             )
         });
-        g.bench_function("multiget_put_new", |bn| {
+        g.bench_function("raw_multiget_put", |bn| {
             bn.iter_batched(
                 || b.raw_new_entries(),
                 |e| black_box(raw::read_modify_write(db, &e, sync).expect("write")),

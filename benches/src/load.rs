@@ -252,6 +252,7 @@ async fn preload(ctx: &Arc<Ctx>, bodies: u64, clients: usize) -> anyhow::Result<
     let commits = group_commits(ctx).await.ok();
     let start = ctx.next_new_body.load(Relaxed);
     let end = start + bodies;
+    let cpu = raw::cpu_seconds();
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients.max(1))
         .map(|_| {
@@ -281,8 +282,12 @@ async fn preload(ctx: &Arc<Ctx>, bodies: u64, clients: usize) -> anyhow::Result<
     Ok(PhaseRow::new(
         "preload (new)",
         clients,
-        tally_parts(&tally, started.elapsed(), commits),
+        tally_parts(&tally, started.elapsed(), commits, cpu_since(cpu)),
     ))
+}
+
+fn cpu_since(before: Option<f64>) -> Option<f64> {
+    Some(raw::cpu_seconds()? - before?)
 }
 
 /// `clients` clients doing `work` for `length`.
@@ -294,13 +299,16 @@ async fn timed(
     length: Duration,
 ) -> anyhow::Result<PhaseRow> {
     let commits = group_commits(ctx).await.ok();
+    let cpu = raw::cpu_seconds();
     let started = Instant::now();
     let tally = join(spawn_clients(ctx, work, clients, started + length)).await?;
+    let elapsed = started.elapsed();
+    let cpu = cpu_since(cpu);
     let commits = delta(commits, group_commits(ctx).await.ok());
     Ok(PhaseRow::new(
         name,
         clients,
-        tally_parts(&tally, started.elapsed(), commits),
+        tally_parts(&tally, elapsed, commits, cpu),
     ))
 }
 
@@ -313,18 +321,20 @@ async fn mixed(
     length: Duration,
 ) -> anyhow::Result<Vec<PhaseRow>> {
     let commits = group_commits(ctx).await.ok();
+    let cpu = raw::cpu_seconds();
     let started = Instant::now();
     let end = started + length;
     let u = spawn_clients(ctx, Work::Update(kind), updates, end);
     let f = spawn_clients(ctx, Work::Find, finds, end);
     let (u, f) = (join(u).await?, join(f).await?);
     let elapsed = started.elapsed();
+    let cpu = cpu_since(cpu);
     let commits = delta(commits, group_commits(ctx).await.ok());
     let name = format!("find {} rows, during updates", ctx.find_rows);
     let uname = format!("update 1000 ({kind:?}), during finds").to_lowercase();
     Ok(vec![
-        PhaseRow::new(&name, finds, tally_parts(&f, elapsed, None)),
-        PhaseRow::new(&uname, updates, tally_parts(&u, elapsed, commits)),
+        PhaseRow::new(&name, finds, tally_parts(&f, elapsed, None, cpu)),
+        PhaseRow::new(&uname, updates, tally_parts(&u, elapsed, commits, cpu)),
     ])
 }
 
@@ -417,7 +427,7 @@ fn request(ctx: &Ctx, work: Work, rng: u64) -> Request {
     }
 }
 
-async fn send(ctx: &Ctx, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, String)> {
+async fn send(ctx: &Ctx, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, bytes::Bytes)> {
     let resp = ctx
         .http
         .post(format!("{}{path}", ctx.base))
@@ -427,11 +437,14 @@ async fn send(ctx: &Ctx, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, Stri
         .send()
         .await?;
     let status = resp.status().as_u16();
-    Ok((status, resp.text().await?))
+    Ok((status, resp.bytes().await?))
 }
 
 /// Posts the reply accounts for: sent posts for an OK Update, rows for FindContent.
-fn check(work: Work, (status, body): &(u16, String), expected: u64) -> anyhow::Result<u64> {
+/// (The client's own cost counts against the server on a shared machine: no lossy
+/// decoding, one UTF-8 check and a substring count.)
+fn check(work: Work, (status, body): &(u16, bytes::Bytes), expected: u64) -> anyhow::Result<u64> {
+    let body = std::str::from_utf8(body).context("reply is not UTF-8")?;
     if *status != 200 {
         anyhow::bail!(
             "HTTP {status}: {}",
@@ -451,7 +464,12 @@ fn check(work: Work, (status, body): &(u16, String), expected: u64) -> anyhow::R
     }
 }
 
-fn tally_parts(t: &Tally, elapsed: Duration, commits: Option<u64>) -> crate::report::Measured {
+fn tally_parts(
+    t: &Tally,
+    elapsed: Duration,
+    commits: Option<u64>,
+    cpu: Option<f64>,
+) -> crate::report::Measured {
     crate::report::Measured {
         requests: t.requests,
         errors: t.errors,
@@ -461,6 +479,7 @@ fn tally_parts(t: &Tally, elapsed: Duration, commits: Option<u64>) -> crate::rep
         p99_us: t.hist.value_at_quantile(0.99),
         max_us: t.hist.max(),
         group_commits: commits,
+        cpu_secs: cpu,
         first_error: t.first_error.clone(),
     }
 }

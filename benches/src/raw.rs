@@ -1,19 +1,26 @@
 //! The limits: RocksDB used directly, with the store's options copied from
 //! `ei-server/src/store/mod.rs` (`open_db`), on the store's own data directory, so raw
 //! and ours touch the same keys, values and files. Also small helpers about disk and
-//! memory use.
+//! memory use. `EI_BENCH_RAW_INDEX=partitioned` gives the raw side a two-level index
+//! and partitioned filters (a candidate option for the store; it only takes effect in
+//! files written with it, so set it for `compact` too).
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
 
-pub use ei_server::store::schema::{CF_ENGAGEMENTS, CF_META, META_ENGAGEMENT_COUNT};
+pub use ei_server::store::schema::{CF_ENGAGEMENTS, CF_META};
 
 /// Opens a data directory the way the store does (same table, cache and compression
 /// options), without the store's writer thread or schema check.
 pub fn open(path: &Path, block_cache_bytes: usize) -> Result<DB, rocksdb::Error> {
+    let (db_opts, cfs) = options(path, block_cache_bytes);
+    DB::open_cf_descriptors(&db_opts, path, cfs)
+}
+
+fn options(path: &Path, block_cache_bytes: usize) -> (Options, Vec<ColumnFamilyDescriptor>) {
     let mut db_opts = Options::default();
     db_opts.create_if_missing(true);
     db_opts.create_missing_column_families(true);
@@ -27,6 +34,14 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<DB, rocksdb::Error>
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_format_version(5);
+    if std::env::var("EI_BENCH_RAW_INDEX").as_deref() == Ok("partitioned") {
+        // The remedy under test for large index blocks: a two-level index and
+        // partitioned filters, only the small top level pinned.
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
+    }
     let mut cf_opts = Options::default();
     cf_opts.set_block_based_table_factory(&table);
     cf_opts.set_compression_type(DBCompressionType::Lz4);
@@ -40,18 +55,32 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<DB, rocksdb::Error>
             names.push(name.to_owned());
         }
     }
-    let cfs = names.into_iter().map(|n| {
-        let o = if n == CF_ENGAGEMENTS {
-            cf_opts.clone()
-        } else {
-            Options::default()
-        };
-        ColumnFamilyDescriptor::new(n, o)
-    });
-    DB::open_cf_descriptors(&db_opts, path, cfs)
+    let cfs = names
+        .into_iter()
+        .map(|n| {
+            let o = if n == CF_ENGAGEMENTS {
+                cf_opts.clone()
+            } else {
+                Options::default()
+            };
+            ColumnFamilyDescriptor::new(n, o)
+        })
+        .collect();
+    (db_opts, cfs)
 }
 
-/// One WriteBatch of the given entries plus the count update the store adds, written
+/// Opens a data directory read-only (no lock, a snapshot of its files at open): the
+/// raw limit beside an open store, for reads.
+pub fn open_read_only(path: &Path, block_cache_bytes: usize) -> Result<DB, rocksdb::Error> {
+    let (db_opts, cfs) = options(path, block_cache_bytes);
+    DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
+}
+
+/// A meta key as long as the store's `engagement_count`, so the raw batch carries the
+/// same extra entry without touching the store's count.
+const RAW_COUNT: &[u8] = b"bench_raw_count_";
+
+/// One WriteBatch of the given entries plus a count update like the store's, written
 /// with or without WAL sync.
 pub fn write_batch(
     db: &DB,
@@ -64,11 +93,7 @@ pub fn write_batch(
     for (k, v) in entries {
         batch.put_cf(cf, k, v);
     }
-    batch.put_cf(
-        meta,
-        META_ENGAGEMENT_COUNT,
-        (entries.len() as u64).to_be_bytes(),
-    );
+    batch.put_cf(meta, RAW_COUNT, (entries.len() as u64).to_be_bytes());
     let mut wo = WriteOptions::default();
     wo.set_sync(sync);
     db.write_opt(batch, &wo)
@@ -151,6 +176,16 @@ pub fn peak_rss(pid: Option<u32>) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (user + system) this process has used so far, in seconds.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +205,6 @@ mod tests {
         compact(dir.path()).unwrap();
         assert!(dir_size(dir.path()) > 0);
         assert!(peak_rss(None).unwrap() > 0);
+        assert!(cpu_seconds().unwrap() >= 0.0);
     }
 }

@@ -18,6 +18,8 @@ pub struct Measured {
     pub max_us: u64,
     /// Server group commits (one WAL write, synced when `wal_sync`) during the phase.
     pub group_commits: Option<u64>,
+    /// CPU seconds this whole process (server and clients when in-process) used.
+    pub cpu_secs: Option<f64>,
     pub first_error: Option<String>,
 }
 
@@ -93,9 +95,12 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| phase | clients | requests/s | posts/s | p50 ms | p99 ms | max ms | errors | group commits | requests/commit |"
+            "| phase | clients | requests/s | posts/s | p50 ms | p99 ms | max ms | errors | group commits | requests/commit | cores busy | requests per CPU-s |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in &self.rows {
             let m = &r.measured;
             let per_commit = m
@@ -104,9 +109,16 @@ impl Report {
                 .map(|c| format!("{:.1}", m.requests as f64 / c as f64))
                 .unwrap_or_else(|| "–".into());
             let commits = m.group_commits.map_or("–".into(), |c| c.to_string());
+            let busy = m
+                .cpu_secs
+                .map_or("–".into(), |c| format!("{:.2}", c / m.secs.max(1e-9)));
+            let per_cpu = m
+                .cpu_secs
+                .filter(|&c| c > 0.0)
+                .map_or("–".into(), |c| format!("{:.0}", m.requests as f64 / c));
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
                 r.phase,
                 r.clients,
                 r.requests_per_s,
@@ -116,7 +128,9 @@ impl Report {
                 ms(m.max_us),
                 m.errors,
                 commits,
-                per_commit
+                per_commit,
+                busy,
+                per_cpu
             );
         }
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
