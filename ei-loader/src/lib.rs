@@ -11,8 +11,10 @@
 //! - [`probe`]: the platform's connectivity test (förbindelseprov);
 //! - [`client`]: the two services over HTTP; [`config`]: environment profiles;
 //! - [`clock`] and [`window`]: injectable time, Swedish local time, load windows;
-//! - [`cli`]: the command line (clap arguments → validated options → the commands).
+//! - [`args`] and [`cli`]: the command line (clap arguments → validated options → the
+//!   commands).
 
+pub mod args;
 pub mod check;
 pub mod cli;
 pub mod client;

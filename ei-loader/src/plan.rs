@@ -2,6 +2,9 @@
 //! fast, when) plus what `run` needs to hold to it (endpoints, retry policy, input
 //! checksums). Built from validated options by [`build`], written as TOML, read back by
 //! [`load`], and printed as the operator's order form by [`order_form`].
+//!
+//! (Over 500 lines with its tests because the plan's whole schema is declared and
+//! documented here, once.)
 
 use crate::clock::{format_date, format_local, from_local, parse_date, parse_local, to_local};
 use crate::config::Profile;
