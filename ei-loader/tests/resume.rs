@@ -116,6 +116,27 @@ async fn killed_run_resumes_without_resending_acknowledged_posts() {
         (0..400).collect::<Vec<_>>(),
         "every post acknowledged exactly once"
     );
+
+    // A finished load run again sends nothing.
+    let plan_path = dir.path().join("grundladdning.toml");
+    let before = journal(&plan_path).len();
+    let again = plan_path.clone();
+    let out = tokio::task::spawn_blocking(move || loader(&again).output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            summary["loaded"].as_u64(),
+            summary["loaded_this_run"].as_u64(),
+            summary["calls"].as_u64()
+        ),
+        (Some(400), Some(0), Some(0))
+    );
+    assert!(!journal(&plan_path)[before..]
+        .iter()
+        .any(|e| matches!(e, Event::Send { .. })));
     server.stop().await;
 }
 

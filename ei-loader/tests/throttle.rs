@@ -132,6 +132,7 @@ async fn calls_in_flight_call_size_and_pause_respect_the_plan() {
     );
     assert_eq!(largest_call, 7, "no call larger than the plan's batch size");
     assert_eq!(calls.values().map(Vec::len).sum::<usize>(), 22);
+    assert_eq!(calls.len(), 3, "all three workers called");
     let smallest_gap = calls
         .values()
         .flat_map(|calls| calls.windows(2).map(|w| w[1].0 - w[0].1))
