@@ -169,6 +169,51 @@ pub fn rejects_path_for(plan: &Path) -> PathBuf {
     plan.with_extension("rejects.jsonl")
 }
 
+/// What a run starts from: the checked inputs, the journal and what it says is done,
+/// the reject file, and the counters.
+struct Opened {
+    inputs: Vec<PathBuf>,
+    journal: Arc<Journal>,
+    done: Done,
+    rejects: Arc<Rejects>,
+    stats: Arc<Stats>,
+}
+
+async fn open(plan_path: &Path, plan: &Plan, clock: &dyn Clock) -> Result<Opened, RunError> {
+    let inputs = verify_inputs(plan).await?;
+    let shas: Vec<String> = plan.inputs.iter().map(|i| i.sha256.clone()).collect();
+    let (journal, done) = Journal::open(&journal::path_for(plan_path), &shas, now_text(clock))?;
+    let rejects = Rejects::open(&rejects_path_for(plan_path), inputs.clone())?;
+    let stats = Stats::default();
+    stats.loaded.store(done.acked, Relaxed);
+    stats.rejected.store(done.rejected, Relaxed);
+    Ok(Opened {
+        inputs,
+        journal: Arc::new(journal),
+        done,
+        rejects: Arc::new(rejects),
+        stats: Arc::new(stats),
+    })
+}
+
+/// A stop flag raised when `shutdown` resolves (or by a failing worker).
+fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    Arc<watch::Sender<bool>>,
+    watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let tx = Arc::new(tx);
+    let stopper = tx.clone();
+    let task = tokio::spawn(async move {
+        shutdown.await;
+        stopper.send_replace(true);
+    });
+    (tx, rx, task)
+}
+
 /// Runs the plan at `plan_path` until done or `shutdown` resolves.
 pub async fn run(
     plan_path: &Path,
@@ -178,66 +223,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
-    let inputs = verify_inputs(plan).await?;
-    let journal_path = journal::path_for(plan_path);
-    let shas: Vec<String> = plan.inputs.iter().map(|i| i.sha256.clone()).collect();
-    let (journal, done) = Journal::open(&journal_path, &shas, now_text(&*clock))?;
-    let journal = Arc::new(journal);
-    let rejects = Arc::new(Rejects::open(&rejects_path_for(plan_path), inputs.clone())?);
-    let stats = Arc::new(Stats::default());
-    stats.loaded.store(done.acked, Relaxed);
-    stats.rejected.store(done.rejected, Relaxed);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    let stopper = stop_tx.clone();
-    let signal = tokio::spawn(async move {
-        shutdown.await;
-        stopper.send_replace(true);
-    });
+    let o = open(plan_path, plan, &*clock).await?;
+    let (stop_tx, stop_rx, signal) = stop_on(shutdown);
     let total = plan.order.posts + plan.order.invalid_records;
+    let concurrency = plan.throttle.concurrency;
     let progress = Arc::new(Progress::new(total, opts.progress));
-    let ticker = progress
-        .clone()
-        .tick(stats.clone(), plan.throttle.concurrency);
+    let ticker = progress.clone().tick(o.stats.clone(), concurrency);
     let mut stop = stop_rx.clone();
-    let started_in_time = opts.now || wait_for_start(plan, &*clock, &stats, &mut stop).await?;
-    let result = if started_in_time {
-        load(
-            plan,
-            inputs,
-            clock.clone(),
-            journal.clone(),
-            rejects,
-            done,
-            stats.clone(),
-            stop_tx,
-            stop_rx,
-        )
-        .await
-    } else {
-        Ok(())
+    let in_time = opts.now || wait_for_start(plan, &*clock, &o.stats, &mut stop).await?;
+    let result = match in_time {
+        true => load(plan, &o, clock.clone(), stop_tx, stop_rx).await,
+        false => Ok(()),
     };
     signal.abort();
     ticker.abort();
-    progress.finish(&stats, plan.throttle.concurrency);
+    progress.finish(&o.stats, concurrency);
     result?;
-    let records = total;
-    let interrupted = *stop.borrow() || !started_in_time;
+    let interrupted = *stop.borrow() || !in_time;
     if !interrupted {
-        journal.append(
-            &Event::Done {
-                at: now_text(&*clock),
-            },
-            true,
-        )?;
+        let at = now_text(&*clock);
+        o.journal.append(&Event::Done { at }, true)?;
     }
+    let (journal, reject_file) = (journal::path_for(plan_path), rejects_path_for(plan_path));
     Ok(summary(
-        &stats,
-        records,
+        &o.stats,
+        total,
         interrupted,
         started.elapsed(),
-        journal_path,
-        rejects_path_for(plan_path),
+        journal,
+        reject_file,
     ))
 }
 
@@ -287,30 +301,13 @@ async fn wait_for_start(
 }
 
 /// The producer and the workers, until the load is done, stopped or failed.
-#[allow(clippy::too_many_arguments)]
 async fn load(
     plan: &Plan,
-    inputs: Vec<PathBuf>,
+    o: &Opened,
     clock: Arc<dyn Clock>,
-    journal: Arc<Journal>,
-    rejects: Arc<Rejects>,
-    done: Done,
-    stats: Arc<Stats>,
     stop_tx: Arc<watch::Sender<bool>>,
     stop_rx: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
-    let (tx, rx) = mpsc::channel::<Vec<Post>>(plan.throttle.concurrency as usize * 2);
-    let producer = {
-        let (plan, journal, rejects, stats) = (
-            plan.clone(),
-            journal.clone(),
-            rejects.clone(),
-            stats.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            produce(&plan, &inputs, &done, &journal, &rejects, &stats, tx)
-        })
-    };
     let client = EiClient::new(
         &plan.target.update_url,
         &plan.target.find_content_url,
@@ -322,13 +319,21 @@ async fn load(
         call: "-".into(),
         message: e.to_string(),
     })?;
+    let (tx, rx) = mpsc::channel::<Vec<Post>>(plan.throttle.concurrency as usize * 2);
+    let producer = {
+        let (plan, inputs, done) = (plan.clone(), o.inputs.clone(), o.done.clone());
+        let (journal, rejects, stats) = (o.journal.clone(), o.rejects.clone(), o.stats.clone());
+        tokio::task::spawn_blocking(move || {
+            produce(&plan, &inputs, &done, &journal, &rejects, &stats, tx)
+        })
+    };
     let shared = Arc::new(WorkerShared::new(
         plan,
         client,
         clock,
-        journal,
-        rejects,
-        stats,
+        o.journal.clone(),
+        o.rejects.clone(),
+        o.stats.clone(),
         stop_tx.clone(),
         stop_rx,
         rx,
