@@ -133,6 +133,12 @@ fn parse(text: &str, path: &Path, name: &str) -> Result<Profile, ConfigError> {
         name: name.to_owned(),
         known,
     })?;
+    if p.tls_cert.is_some() != p.tls_key.is_some() {
+        return Err(ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("[env.{name}] needs both tls_cert and tls_key, or neither"),
+        });
+    }
     let platform = p
         .platform_hsa_id
         .unwrap_or_else(|| DEFAULT_PLATFORM_HSA_ID.to_owned());
@@ -208,6 +214,15 @@ tls_ca = "ca.pem"
             Some(std::path::absolute("conf/client.key").unwrap())
         );
         assert_eq!(p.tls, TlsFiles::default());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let half = "[env.x]\nurl = \"https://i\"\nlogical_address = \"a\"\ntls_cert = \"c.pem\"\n";
+        let err = parse(half, Path::new("e.toml"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both tls_cert and tls_key"), "{err}");
     }
 
     #[test]
