@@ -63,6 +63,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Input files: .csv (header of field names) or .jsonl, in load order.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Target environment (from the profiles file).
@@ -95,6 +96,7 @@ pub struct PlanArgs {
     /// First retry delay, doubled per attempt.
     #[arg(long, default_value_t = 1000)]
     pub retry_initial_ms: u64,
+    /// Longest retry delay.
     #[arg(long, default_value_t = 60_000)]
     pub retry_max_ms: u64,
     /// Attempts per call before the run stops (0 = keep trying).
@@ -116,6 +118,7 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The plan file (its journal and reject file go beside it).
     pub plan: PathBuf,
     /// Start now, not at the planned start (windows still apply).
     #[arg(long)]
@@ -130,6 +133,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// The plan file of the load to check.
     pub plan: PathBuf,
     /// Posts to sample.
     #[arg(long)]
