@@ -54,7 +54,7 @@ async fn killed_run_resumes_without_resending_acknowledged_posts() {
             "--batch-size",
             "10",
             "--pause-ms",
-            "30",
+            "50",
         ],
     )
     .await;
@@ -62,7 +62,7 @@ async fn killed_run_resumes_without_resending_acknowledged_posts() {
     let mut child = loader(&plan_path).spawn().unwrap();
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if acks(&journal(&plan_path)).len() >= 8 {
+        if acks(&journal(&plan_path)).len() >= 4 {
             break;
         }
         assert!(

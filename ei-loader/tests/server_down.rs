@@ -23,7 +23,7 @@ async fn load_completes_when_the_index_comes_back() {
             "--batch-size",
             "10",
             "--pause-ms",
-            "20",
+            "40",
             "--retry-initial-ms",
             "50",
             "--retry-max-ms",
