@@ -2,12 +2,14 @@
 //! `ei-server/src/store/mod.rs` (`open_db`), on the store's own data directory, so raw
 //! and ours touch the same keys, values and files. Also small helpers about disk and
 //! memory use. `EI_BENCH_RAW_INDEX=partitioned` gives the raw side a two-level index
-//! and partitioned filters (a candidate option for the store; it only takes effect in
-//! files written with it, so set it for `compact` too).
+//! and partitioned filters, `=uncached` keeps index and filter blocks out of the block
+//! cache (candidate options for the store; the index type only takes effect in files
+//! written with it, and [`compact`] rewrites every file with these options).
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, BottommostLevelCompaction, Cache,
+    ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
 
@@ -34,7 +36,12 @@ fn options(path: &Path, block_cache_bytes: usize) -> (Options, Vec<ColumnFamilyD
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_format_version(5);
-    if std::env::var("EI_BENCH_RAW_INDEX").as_deref() == Ok("partitioned") {
+    let index = std::env::var("EI_BENCH_RAW_INDEX").unwrap_or_default();
+    if index == "uncached" {
+        // The other candidate: index and filter blocks held by the table readers.
+        table.set_cache_index_and_filter_blocks(false);
+    }
+    if index == "partitioned" {
         // The remedy under test for large index blocks: a two-level index and
         // partitioned filters, only the small top level pinned.
         table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
@@ -139,13 +146,16 @@ pub fn prefix_scan(db: &DB, prefix: &[u8]) -> Result<usize, rocksdb::Error> {
     Ok(rows)
 }
 
-/// Flushes the memtables and compacts everything: the size a quiet index settles at.
+/// Flushes the memtables and rewrites every file (the bottommost level too, so the
+/// files take this open's table options): the size a quiet index settles at.
 pub fn compact(path: &Path) -> Result<(), rocksdb::Error> {
     let db = open(path, 8 << 20)?;
+    let mut opts = CompactOptions::default();
+    opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
     for name in DB::list_cf(&Options::default(), path)? {
         let cf = db.cf_handle(&name).expect("column family exists");
         db.flush_cf(cf)?;
-        db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
     }
     Ok(())
 }
