@@ -163,3 +163,29 @@ fn shipped_examples_pass_check() {
         assert!(out.contains("0 invalid, 0 duplicate keys"), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_retrying_cannot_fix_stops_the_run_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // An index with another HSA-id: every Update is refused with EI003 (invalid routing).
+    let mut server = Server::start(&dir.path().join("data"), |c| {
+        c.hsa_id = "another-index".into()
+    })
+    .await;
+    let input = write_csv(dir.path(), "load.csv", (0..5).map(row));
+    let (plan_path, _) = plan(dir.path(), &server.base, &[&input], &["--pause-ms", "0"]).await;
+    let plan_arg = plan_path.to_str().unwrap().to_owned();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || ei_loader(&["run", &plan_arg, "--now"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "EI003: Invalid routing. Logical address is 5565594230 but the owner is another-index"
+        ),
+        "{err}"
+    );
+    assert_eq!(count(&server.base).await, 0);
+    server.stop().await;
+}
