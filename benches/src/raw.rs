@@ -22,7 +22,8 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<DB, rocksdb::Error>
     DB::open_cf_descriptors(&db_opts, path, cfs)
 }
 
-fn options(path: &Path, block_cache_bytes: usize) -> (Options, Vec<ColumnFamilyDescriptor>) {
+/// The store's DB options and column family descriptors for `path` (see [`open`]).
+pub fn options(path: &Path, block_cache_bytes: usize) -> (Options, Vec<ColumnFamilyDescriptor>) {
     let mut db_opts = Options::default();
     db_opts.create_if_missing(true);
     db_opts.create_missing_column_families(true);
