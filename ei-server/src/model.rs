@@ -310,6 +310,50 @@ impl Engagement {
     }
 }
 
+/// A post borrowed from where it is stored (key parts and timestamps), so a reply
+/// can be written without building an [`Engagement`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostRef<'a> {
+    /// The key parts in [`Field::KEY`] order.
+    pub parts: [std::borrow::Cow<'a, str>; 9],
+    pub most_recent_content: Option<Timestamp>,
+    pub creation_time: Option<Timestamp>,
+    pub update_time: Option<Timestamp>,
+}
+
+impl PostRef<'_> {
+    /// A key field's value; `None` for the non-key fields.
+    pub fn key_field(&self, field: Field) -> Option<&str> {
+        Field::KEY
+            .iter()
+            .position(|f| *f == field)
+            .map(|i| &*self.parts[i])
+    }
+
+    /// An owned engagement.
+    pub fn to_engagement(&self) -> Engagement {
+        Engagement {
+            key: EngagementKey::from_parts(self.parts.clone().map(|p| p.into_owned())),
+            most_recent_content: self.most_recent_content,
+            creation_time: self.creation_time,
+            update_time: self.update_time,
+        }
+    }
+}
+
+impl Engagement {
+    /// The engagement as a [`PostRef`] (borrowing its strings).
+    pub fn as_post_ref(&self) -> PostRef<'_> {
+        let p = self.key.parts();
+        PostRef {
+            parts: std::array::from_fn(|i| std::borrow::Cow::Borrowed(p[i].as_str())),
+            most_recent_content: self.most_recent_content,
+            creation_time: self.creation_time,
+            update_time: self.update_time,
+        }
+    }
+}
+
 /// What a transaction asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -371,10 +415,10 @@ pub struct FindQuery {
 impl FindQuery {
     /// Does a stored post pass this query's filters? (The store's prefix scan already
     /// guarantees resident, domain and, when given, categorization.)
-    pub fn matches(&self, e: &Engagement) -> bool {
+    pub fn matches(&self, e: &PostRef<'_>) -> bool {
         self.filters
             .iter()
-            .all(|(f, v)| e.key.get(*f) == Some(v.as_str()))
+            .all(|(f, v)| e.key_field(*f) == Some(v.as_str()))
             && match self.most_recent_content {
                 None => true,
                 Some(min) => e.most_recent_content.is_some_and(|t| t >= min),

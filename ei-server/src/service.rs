@@ -7,7 +7,6 @@ use crate::clock;
 use crate::codec::{self, CodecError, Operation, Request, ResultCode};
 use crate::config::ErrorMode;
 use crate::metrics::Metrics;
-use crate::model::Engagement;
 use crate::rules::{self, EiError, RulesConfig, WriteService};
 use crate::store::Store;
 use bytes::Bytes;
@@ -79,12 +78,18 @@ impl Service {
             (Operation::FindContent, Request::FindContent { query, .. }) => {
                 let q = rules::validate_find(*query)?;
                 let store = self.store.clone();
-                let found = tokio::task::spawn_blocking(move || store.find(&q))
-                    .await
-                    .map_err(|e| internal("find task", &e))?
-                    .map_err(|e| internal("find", &e))?;
-                tracing::debug!(found = found.len(), "FindContent");
-                Ok(ok_reply(find_reply(&found)))
+                let (found, body) = tokio::task::spawn_blocking(move || {
+                    let mut body = String::with_capacity(8192);
+                    codec::find_content_begin(&mut body);
+                    let found = store.find_each(&q, |p| codec::find_content_push(&mut body, p))?;
+                    codec::find_content_end(&mut body);
+                    Ok::<_, crate::store::StoreError>((found, body))
+                })
+                .await
+                .map_err(|e| internal("find task", &e))?
+                .map_err(|e| internal("find", &e))?;
+                tracing::debug!(found, "FindContent");
+                Ok(ok_reply(body))
             }
             (
                 Operation::Update | Operation::ProcessNotification,
@@ -186,12 +191,6 @@ fn ok_reply(body: String) -> Reply {
         body,
         outcome: "OK",
     }
-}
-
-fn find_reply(found: &[Engagement]) -> String {
-    let mut body = String::with_capacity(600 + found.len() * 900);
-    codec::write_find_content_response(&mut body, found);
-    body
 }
 
 fn request_name(r: &Request) -> &'static str {

@@ -21,8 +21,9 @@ pub use registry::{
 pub use reply::{parse_reply, Reply};
 pub use request::parse_request;
 pub use write::{
-    write_fault, write_find_content_request, write_find_content_response, write_result,
-    write_write_request, ResultCode,
+    find_content_begin, find_content_end, find_content_push, write_fault,
+    write_find_content_request, write_find_content_response, write_result, write_write_request,
+    ResultCode,
 };
 
 use crate::model::{RawFindContent, RawTransaction};

@@ -2,7 +2,7 @@
 //! text goes through `quick_xml::escape::escape`).
 
 use super::{Operation, CORE_NS, FIND_CONTENT_NS, REGISTRY_NS};
-use crate::model::{Engagement, Field, RawEngagement, Transaction};
+use crate::model::{Engagement, Field, PostRef, RawEngagement, Transaction};
 
 pub(super) const ENVELOPE_OPEN: &str =
     r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#;
@@ -51,25 +51,41 @@ pub fn write_find_content_response<'a>(
     out: &mut String,
     engagements: impl IntoIterator<Item = &'a Engagement>,
 ) {
+    find_content_begin(out);
+    for e in engagements {
+        find_content_push(out, &e.as_post_ref());
+    }
+    find_content_end(out);
+}
+
+/// Starts a `FindContentResponse`; add posts with [`find_content_push`], close with
+/// [`find_content_end`] (for writing straight from the store).
+pub fn find_content_begin(out: &mut String) {
     out.push_str(ENVELOPE_OPEN);
     out.push_str("<ns2:FindContentResponse xmlns=\"");
     out.push_str(CORE_NS);
     out.push_str("\" xmlns:ns2=\"");
     out.push_str(FIND_CONTENT_NS);
     out.push_str("\">");
-    for e in engagements {
-        out.push_str("<ns2:engagement>");
-        write_engagement_fields(out, e, "");
-        out.push_str("</ns2:engagement>");
-    }
+}
+
+/// One `engagement` of a `FindContentResponse`.
+pub fn find_content_push(out: &mut String, e: &PostRef<'_>) {
+    out.push_str("<ns2:engagement>");
+    write_engagement_fields(out, e, "");
+    out.push_str("</ns2:engagement>");
+}
+
+/// Closes a `FindContentResponse`.
+pub fn find_content_end(out: &mut String) {
     out.push_str("</ns2:FindContentResponse>");
     out.push_str(ENVELOPE_CLOSE);
 }
 
 /// The fields of an engagement in the XSD's sequence order, each element name
 /// prefixed with `prefix` (empty for the default namespace).
-fn write_engagement_fields(out: &mut String, e: &Engagement, prefix: &str) {
-    let k = e.key.parts();
+fn write_engagement_fields(out: &mut String, e: &PostRef<'_>, prefix: &str) {
+    let k = &e.parts;
     let put = |out: &mut String, name: &str, v: &str| prefixed_element(out, prefix, name, v);
     let put_ts = |out: &mut String, name: &str, t: Option<crate::model::Timestamp>| {
         if let Some(t) = t {
@@ -141,7 +157,7 @@ pub fn write_write_request(
             crate::model::Action::Delete => "true",
         });
         out.push_str("</c:deleteFlag><c:engagement>");
-        write_engagement_fields(out, &t.engagement, "c:");
+        write_engagement_fields(out, &t.engagement.as_post_ref(), "c:");
         out.push_str("</c:engagement></r:engagementTransaction>");
     }
     write_request_tail(out, op);

@@ -22,7 +22,7 @@ pub use outbox::DeadLetter;
 
 use crate::apply::{apply, Change, ChangeKind, Mutation, View};
 use crate::metrics::Metrics;
-use crate::model::{Engagement, EngagementKey, FindQuery, Timestamp, Transaction};
+use crate::model::{Engagement, EngagementKey, FindQuery, PostRef, Timestamp, Transaction};
 use crate::rules::WriteService;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
@@ -182,14 +182,33 @@ impl Store {
     /// FindContent: one prefix scan, then the query's remaining filters. Blocking.
     pub fn find(&self, q: &FindQuery) -> Result<Vec<Engagement>, StoreError> {
         let mut out = Vec::new();
+        self.find_each(q, |p| out.push(p.to_engagement()))?;
+        Ok(out)
+    }
+
+    /// FindContent without copies: calls `f` with each matching post, borrowed from
+    /// the store's bytes, in key order; returns how many matched. Blocking.
+    pub fn find_each(
+        &self,
+        q: &FindQuery,
+        mut f: impl FnMut(&PostRef<'_>),
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
         for item in self.scan_prefix(schema::CF_ENGAGEMENTS, &schema::query_prefix(q)) {
             let (k, v) = item?;
-            let e = schema::decode_value(schema::decode_key(&k)?, &v)?;
-            if q.matches(&e) {
-                out.push(e);
+            let [most_recent_content, creation_time, update_time] = schema::decode_times(&v)?;
+            let post = PostRef {
+                parts: schema::key_parts(&k)?,
+                most_recent_content,
+                creation_time,
+                update_time,
+            };
+            if q.matches(&post) {
+                f(&post);
+                n += 1;
             }
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// Every entry of a column family whose key starts with `prefix` (prefixes end in

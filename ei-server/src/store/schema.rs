@@ -125,6 +125,38 @@ pub fn decode_key(bytes: &[u8]) -> Result<EngagementKey, Corrupt> {
     Ok(EngagementKey::from_parts(parts))
 }
 
+/// The key parts of a store key, borrowed from it unless a part holds an escaped
+/// `0x00` (which XML text cannot carry, so in practice never).
+pub fn key_parts(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; 9], Corrupt> {
+    let mut parts: [std::borrow::Cow<'_, str>; 9] = Default::default();
+    let mut rest = bytes;
+    for part in parts.iter_mut() {
+        let end = rest
+            .windows(2)
+            .position(|w| w == [0, TERMINATOR])
+            .ok_or_else(|| Corrupt(format!("key ends early: {bytes:?}")))?;
+        let raw = &rest[..end];
+        *part = if raw.contains(&0) {
+            let mut buf = Vec::with_capacity(raw.len());
+            let mut i = 0;
+            while i < raw.len() {
+                buf.push(raw[i]);
+                i += if raw[i] == 0 { 2 } else { 1 };
+            }
+            std::borrow::Cow::Owned(String::from_utf8(buf).map_err(|e| Corrupt(e.to_string()))?)
+        } else {
+            std::borrow::Cow::Borrowed(
+                std::str::from_utf8(raw).map_err(|e| Corrupt(e.to_string()))?,
+            )
+        };
+        rest = &rest[end + 2..];
+    }
+    if !rest.is_empty() {
+        return Err(Corrupt(format!("key has trailing bytes: {bytes:?}")));
+    }
+    Ok(parts)
+}
+
 /// The stored value of an engagement.
 pub fn encode_value(e: &Engagement) -> Vec<u8> {
     let times = [e.most_recent_content, e.creation_time, e.update_time];
@@ -294,7 +326,15 @@ mod tests {
     #[test]
     fn key_round_trip_with_nul_and_unicode() {
         let k = key(["1912", "d\0x", "", "å", "\0", "\0\0", "s", "dc", "o"]);
-        assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        let bytes = encode_key(&k);
+        assert_eq!(decode_key(&bytes).unwrap(), k);
+        let parts = key_parts(&bytes).unwrap();
+        assert_eq!(parts.map(|p| p.into_owned()), k.parts().clone());
+        assert!(key_parts(b"a\0\x01").is_err());
+        assert!(matches!(
+            key_parts(&encode_key(&key(["a"; 9]))).unwrap()[0],
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
