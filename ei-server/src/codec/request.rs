@@ -1,11 +1,12 @@
-//! Reading the three requests: a small state machine over quick-xml's namespaced
-//! events, keyed on the parent element.
+//! Reading the three requests: a small state machine over quick-xml's events, keyed
+//! on the parent element. Only the root's namespace is checked (it must be the SOAP
+//! 1.1 envelope's, declared on the root itself since nothing encloses it); below it
+//! elements are matched by local name, so no namespace resolution runs per event.
 
 use super::{resolve_reference, xml_err, CodecError, Operation, Request, SOAP_ENV_NS};
 use crate::model::{Field, RawFindContent, RawTransaction};
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use quick_xml::Reader;
 
 /// Where the reader is: the element at the top of the stack decides what its children
 /// and text mean.
@@ -37,12 +38,12 @@ struct Builder {
 /// Reads one request body.
 pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
     let text = std::str::from_utf8(body).map_err(|e| CodecError::Encoding(e.to_string()))?;
-    let mut reader = NsReader::from_str(text);
+    let mut reader = Reader::from_str(text);
     let mut stack: Vec<Ctx> = Vec::with_capacity(8);
     let mut b = Builder::default();
     let mut seen_root = false;
     loop {
-        let (ns, event) = reader.read_resolved_event().map_err(xml_err)?;
+        let event = reader.read_event().map_err(xml_err)?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
@@ -52,7 +53,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
                     }
                     seen_root = true;
                 }
-                let ctx = child_ctx(stack.last().copied(), &ns, e)?;
+                let ctx = child_ctx(stack.last().copied(), e)?;
                 open(&mut b, ctx);
                 if empty {
                     close(&mut b, ctx);
@@ -108,21 +109,16 @@ fn captures(ctx: Option<&Ctx>) -> bool {
 }
 
 /// What a child element means, given its parent.
-fn child_ctx(
-    parent: Option<Ctx>,
-    ns: &ResolveResult<'_>,
-    e: &BytesStart<'_>,
-) -> Result<Ctx, CodecError> {
+fn child_ctx(parent: Option<Ctx>, e: &BytesStart<'_>) -> Result<Ctx, CodecError> {
     let local = e.local_name();
     let name = local.as_ref();
-    let ns_is = |uri: &str| matches!(ns, ResolveResult::Bound(n) if n.as_ref() == uri);
     Ok(match parent {
         None => {
-            if name != "Envelope" || !ns_is(SOAP_ENV_NS) {
+            let ns = root_namespace(e)?;
+            if name != "Envelope" || ns.as_deref() != Some(SOAP_ENV_NS) {
+                let ns = ns.map_or("no namespace".to_owned(), |n| format!("namespace {n}"));
                 return Err(CodecError::NotSoap(format!(
-                    "the root element is {} in {}",
-                    name,
-                    describe_ns(ns)
+                    "the root element is {name} in {ns}"
                 )));
             }
             Ctx::Envelope
@@ -149,11 +145,25 @@ fn child_ctx(
     })
 }
 
-fn describe_ns(ns: &ResolveResult<'_>) -> String {
-    match ns {
-        ResolveResult::Bound(n) => format!("namespace {}", n.as_ref()),
-        ResolveResult::Unbound => "no namespace".to_owned(),
-        ResolveResult::Unknown(p) => format!("the undeclared prefix {p}"),
+/// The namespace of the root element, from the declarations on the root itself.
+fn root_namespace(e: &BytesStart<'_>) -> Result<Option<String>, CodecError> {
+    let qname = e.name();
+    let wanted = match qname.prefix() {
+        Some(p) => format!("xmlns:{}", p.as_ref()),
+        None => "xmlns".to_owned(),
+    };
+    for attr in e.attributes() {
+        let attr = attr.map_err(|e| CodecError::Xml(e.to_string()))?;
+        if attr.key.as_ref() == wanted {
+            return Ok(Some(attr.value.into_owned()));
+        }
+    }
+    match qname.prefix() {
+        Some(p) => Err(CodecError::NotSoap(format!(
+            "the root element's prefix {} is not declared",
+            p.as_ref()
+        ))),
+        None => Ok(None),
     }
 }
 

@@ -132,6 +132,8 @@ fn refuses_what_it_cannot_read() {
         (r#"<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"/>"#.into(), "not a SOAP 1.1 envelope"),
         (format!("{}<x/>", env("")), "more than one root"),
         (env("<Update>&#0;</Update>"), "character reference"),
+        ("<s:Envelope><s:Body/></s:Envelope>".into(), "prefix s is not declared"),
+        ("<Envelope><Body/></Envelope>".into(), "in no namespace"),
     ];
     for (body, why) in cases {
         let err = parse_request(body.as_bytes()).unwrap_err().to_string();
@@ -331,4 +333,16 @@ fn registry_request_and_response() {
     let mut fault = String::new();
     write_fault(&mut fault, "soap:Server", "down");
     assert!(parse_logical_addressees_response(fault.as_bytes()).is_err());
+}
+
+#[test]
+fn envelope_in_the_default_namespace_is_read() {
+    let body = r#"<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><FindContent xmlns="urn:riv:itintegration:engagementindex:FindContentResponder:1"><registeredResidentIdentification>1</registeredResidentIdentification></FindContent></Body></Envelope>"#;
+    let Request::FindContent { query, .. } = parse_request(body.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        query.fields.get(Field::RegisteredResidentIdentification),
+        Some("1")
+    );
 }
