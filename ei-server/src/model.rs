@@ -94,7 +94,22 @@ impl Field {
 
     /// Looks a field up by its element name (case-sensitive, as XML is).
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
+        // A match (not a search of ALL): the parser calls this for every element.
+        Some(match name {
+            "registeredResidentIdentification" => Field::RegisteredResidentIdentification,
+            "serviceDomain" => Field::ServiceDomain,
+            "categorization" => Field::Categorization,
+            "logicalAddress" => Field::LogicalAddress,
+            "businessObjectInstanceIdentifier" => Field::BusinessObjectInstanceIdentifier,
+            "clinicalProcessInterestId" => Field::ClinicalProcessInterestId,
+            "sourceSystem" => Field::SourceSystem,
+            "dataController" => Field::DataController,
+            "owner" => Field::Owner,
+            "mostRecentContent" => Field::MostRecentContent,
+            "creationTime" => Field::CreationTime,
+            "updateTime" => Field::UpdateTime,
+            _ => return None,
+        })
     }
 
     /// Position in [`Field::ALL`], used to index per-field arrays.
