@@ -5,7 +5,11 @@
 set -euo pipefail
 
 need_apt=()
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang'; then need_apt+=(libclang-dev); fi
+# libclang itself (libclang-cpp alone, which fresh machines have, does not do).
+if ! dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'install ok installed' \
+   && ! ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so'; then
+  need_apt+=(libclang-dev)
+fi
 if ! command -v sccache >/dev/null 2>&1; then need_apt+=(sccache); fi
 if ! command -v python3 >/dev/null 2>&1; then need_apt+=(python3 python3-pip); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
