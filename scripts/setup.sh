@@ -5,9 +5,8 @@
 set -euo pipefail
 
 need_apt=()
-# libclang itself (libclang-cpp alone, which fresh machines have, does not do).
-if ! dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'install ok installed' \
-   && ! ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so'; then
+# libclang for bindgen (libclang-cpp, which fresh machines have, does not do).
+if ! dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'install ok installed'; then
   need_apt+=(libclang-dev)
 fi
 if ! command -v sccache >/dev/null 2>&1; then need_apt+=(sccache); fi
