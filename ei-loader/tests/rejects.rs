@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use ei_loader::clock::SystemClock;
-use ei_loader::run::{rejects_path_for, run, Outcome, RunOptions};
-use std::sync::Arc;
+use ei_loader::run::{rejects_path_for, Outcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_records_go_to_the_reject_file_and_the_rest_loads() {
@@ -37,18 +35,7 @@ async fn refused_records_go_to_the_reject_file_and_the_rest_loads() {
     .await;
     assert_eq!((plan.order.posts, plan.order.invalid_records), (59, 1));
 
-    let summary = run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_now(&plan_path, &plan).await;
 
     assert_eq!(summary.outcome, Outcome::Completed);
     assert_eq!((summary.loaded, summary.rejected), (55, 5));
@@ -170,18 +157,7 @@ async fn a_fault_naming_no_transaction_is_isolated_by_halving() {
     )
     .await;
 
-    let summary = run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_now(&plan_path, &plan).await;
 
     assert_eq!(summary.outcome, Outcome::Completed);
     assert_eq!((summary.loaded, summary.rejected), (38, 2));

@@ -7,8 +7,7 @@ mod common;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use common::*;
-use ei_loader::clock::SystemClock;
-use ei_loader::run::{run, Outcome, RunOptions};
+use ei_loader::run::Outcome;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,18 +101,7 @@ async fn calls_in_flight_call_size_and_pause_respect_the_plan() {
     )
     .await;
 
-    let summary = run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_now(&plan_path, &plan).await;
 
     assert_eq!(summary.outcome, Outcome::Completed);
     assert_eq!(

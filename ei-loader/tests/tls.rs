@@ -152,18 +152,7 @@ async fn loads_over_mutual_tls_with_the_profiles_client_certificate() {
         Some(tls_dir().join("client.pem").as_path())
     );
 
-    let summary = run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_now(&plan_path, &plan).await;
     assert_eq!((summary.outcome, summary.loaded), (Outcome::Completed, 25));
     assert_eq!(count(&server.base).await, 25);
     let env_arg = env.to_str().unwrap();

@@ -4,13 +4,10 @@ mod common;
 
 use common::*;
 use ei_loader::client::EiClient;
-use ei_loader::clock::SystemClock;
 use ei_loader::config::endpoint;
-use ei_loader::run::{run, RunOptions};
 use ei_loader::verify::{sample, verify};
 use ei_server::codec::Operation;
 use ei_server::model::{Action, Transaction};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,18 +22,7 @@ async fn verify_finds_every_loaded_post_and_reports_the_missing() {
         &["--batch-size", "25", "--pause-ms", "0"],
     )
     .await;
-    run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    run_now(&plan_path, &plan).await;
     let plan_arg = plan_path.to_str().unwrap();
     assert_eq!(
         cli(&["verify", plan_arg, "--sample", "20", "--seed", "7"]).await,
@@ -87,18 +73,7 @@ async fn probe_answers_for_a_known_and_an_unknown_resident() {
     let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..3).map(row));
     let (plan_path, plan) = plan(dir.path(), &server.base, &[&input], &["--pause-ms", "0"]).await;
-    run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    run_now(&plan_path, &plan).await;
 
     let known = resident(1);
     assert_eq!(cli(&["probe", &server.base, "--known", &known]).await, 0);

@@ -158,3 +158,19 @@ pub fn journal(plan_path: &Path) -> Vec<ei_loader::journal::Event> {
         .unwrap()
         .0
 }
+
+/// Runs a plan to its end on the system clock, now, without progress bars.
+pub async fn run_now(plan_path: &Path, plan: &Plan) -> ei_loader::run::Summary {
+    ei_loader::run::run(
+        plan_path,
+        plan,
+        std::sync::Arc::new(ei_loader::clock::SystemClock),
+        ei_loader::run::RunOptions {
+            now: true,
+            progress: false,
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+}
