@@ -1,6 +1,7 @@
 //! The store on a real RocksDB in a temp dir: writes, reads, counts, persistence.
 
 use super::*;
+use crate::apply::ChangeKind;
 use crate::model::{Field, RawEngagement, RawTransaction};
 use crate::rules::{validate_notification, validate_update, RulesConfig};
 

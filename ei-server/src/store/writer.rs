@@ -1,0 +1,330 @@
+//! The writer thread: takes queued requests in groups, applies them against one
+//! view of the store ([`GroupView`]), writes each group as one synced `WriteBatch`,
+//! then answers every request of the group (see the module above for why).
+
+use super::{outbox, schema, StoreError, StoreOptions};
+use crate::apply::{apply, Change, ChangeKind, Mutation, View};
+use crate::metrics::Metrics;
+use crate::model::{Engagement, EngagementKey, Timestamp, Transaction};
+use crate::rules::WriteService;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub(super) struct WriteJob {
+    pub(super) service: WriteService,
+    pub(super) transactions: Vec<Transaction>,
+    /// The store keys the request will read, sorted and unique, encoded by the
+    /// caller so the writer thread does not have to.
+    pub(super) read_keys: Vec<Vec<u8>>,
+    pub(super) now: Timestamp,
+    pub(super) span: tracing::Span,
+    /// The changes, and the transactions handed back so they are freed off the
+    /// writer thread.
+    pub(super) reply: oneshot::Sender<WriteReply>,
+}
+
+/// What the writer answers a request: its changes and its transactions back.
+type WriteReply = Result<(Vec<Change>, Vec<Transaction>), Arc<StoreError>>;
+
+pub(super) enum Message {
+    Write(WriteJob),
+    Stop,
+}
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    pub(super) db: Arc<DB>,
+    pub(super) options: StoreOptions,
+    pub(super) count: Arc<AtomicU64>,
+    pub(super) metrics: Arc<Metrics>,
+    /// The next outbox sequence number.
+    pub(super) next_seq: u64,
+    pub(super) commits: tokio::sync::watch::Sender<u64>,
+}
+
+/// A group's work before it is written.
+struct Group {
+    batch: WriteBatch,
+    /// Each request's effective changes.
+    results: Vec<Vec<Change>>,
+    /// The change in the number of posts.
+    delta: i64,
+    /// The next outbox sequence number after the group's entries.
+    seq: u64,
+}
+
+/// A stored post's timestamps (its key is the map key).
+type Times = [Option<Timestamp>; 3];
+
+/// The posts one group commit has read or written, keyed by store key; `None` = absent.
+/// Only the timestamps are kept: the caller knows the key, so no strings are copied.
+struct GroupView<'a> {
+    db: &'a DB,
+    posts: HashMap<Vec<u8>, Option<Times>, KeyHasher>,
+}
+
+/// A fast hasher for the group's map (FxHash's mixing step over 8-byte words),
+/// seeded per process so clients cannot aim for collisions.
+#[derive(Clone, Copy)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn new() -> KeyHasher {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        KeyHasher(
+            *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)),
+        )
+    }
+}
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = KeyHasherState;
+    fn build_hasher(&self) -> KeyHasherState {
+        KeyHasherState(self.0)
+    }
+}
+
+struct KeyHasherState(u64);
+
+impl std::hash::Hasher for KeyHasherState {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.mix(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.mix(u64::from_le_bytes(last) ^ bytes.len() as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl KeyHasherState {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+fn with_times(key: &EngagementKey, t: Times) -> Engagement {
+    let [most_recent_content, creation_time, update_time] = t;
+    Engagement {
+        key: key.clone(),
+        most_recent_content,
+        creation_time,
+        update_time,
+    }
+}
+
+impl View for GroupView<'_> {
+    type Error = StoreError;
+
+    fn get(&mut self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
+        let k = schema::encode_key(key);
+        if let Some(v) = self.posts.get(&k) {
+            return Ok(v.map(|t| with_times(key, t)));
+        }
+        let cf = self
+            .db
+            .cf_handle(schema::CF_ENGAGEMENTS)
+            .expect("column family exists");
+        let found = match self.db.get_pinned_cf(cf, &k)? {
+            Some(v) => Some(schema::decode_times(&v)?),
+            None => None,
+        };
+        self.posts.insert(k, found);
+        Ok(found.map(|t| with_times(key, t)))
+    }
+
+    fn set(&mut self, key: &EngagementKey, value: Option<&Engagement>) {
+        let times = value.map(|e| [e.most_recent_content, e.creation_time, e.update_time]);
+        self.posts.insert(schema::encode_key(key), times);
+    }
+}
+
+impl GroupView<'_> {
+    /// Reads the posts a request will look at (`keys`: sorted, unique) with one
+    /// batched multi-get, so the per-transaction lookups hit memory.
+    fn prefetch(&mut self, keys: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .filter(|k| !self.posts.contains_key(k))
+            .collect();
+        let cf = self
+            .db
+            .cf_handle(schema::CF_ENGAGEMENTS)
+            .expect("column family exists");
+        let results = self.db.batched_multi_get_cf(cf, keys.iter(), true);
+        let mut found = Vec::with_capacity(keys.len());
+        for r in results {
+            found.push(match r? {
+                Some(v) => Some(schema::decode_times(&v)?),
+                None => None,
+            });
+        }
+        self.posts.extend(keys.into_iter().zip(found));
+        Ok(())
+    }
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Message>) {
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = rx.recv() else { break };
+            let mut jobs = Vec::new();
+            match first {
+                Message::Write(j) => jobs.push(j),
+                Message::Stop => stopping = true,
+            }
+            while !stopping && jobs.len() < self.options.max_group_requests {
+                match rx.try_recv() {
+                    Ok(Message::Write(j)) => jobs.push(j),
+                    Ok(Message::Stop) => stopping = true,
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
+                self.commit_group(jobs);
+            }
+        }
+        // Anything still queued after Stop is answered with Closed (its reply sender
+        // is dropped with the receiver).
+        drop(rx);
+        tracing::info!("store writer stopped");
+    }
+
+    /// Applies, writes (one synced batch) and answers one group of requests.
+    fn commit_group(&mut self, mut jobs: Vec<WriteJob>) {
+        let outcome = self.build_batch(&mut jobs).and_then(|g| {
+            self.write(g.batch, g.delta, g.seq, jobs.len())
+                .map(|()| g.results)
+        });
+        match outcome {
+            Ok(results) => {
+                for (job, changes) in jobs.into_iter().zip(results) {
+                    self.count_changes(&job, &changes);
+                    let _ = job.reply.send(Ok((changes, job.transactions)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = jobs.len(), "group commit failed; nothing of it was written");
+                let e = Arc::new(e);
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Applies the group's requests in order against one view.
+    fn build_batch(&self, jobs: &mut [WriteJob]) -> Result<Group, StoreError> {
+        let cf = self
+            .db
+            .cf_handle(schema::CF_ENGAGEMENTS)
+            .expect("column family exists");
+        let mut view = GroupView {
+            db: &self.db,
+            posts: HashMap::with_hasher(KeyHasher::new()),
+        };
+        let mut batch = WriteBatch::default();
+        let mut results = Vec::with_capacity(jobs.len());
+        let (mut delta, mut seq) = (0i64, self.next_seq);
+        for job in jobs.iter_mut() {
+            let _enter = job.span.enter();
+            view.prefetch(std::mem::take(&mut job.read_keys))?;
+            let out = apply(
+                job.service,
+                &self.options.own_hsa_id,
+                &job.transactions,
+                job.now,
+                &mut view,
+            )?;
+            for m in &out.mutations {
+                match m {
+                    Mutation::Put(e) => {
+                        batch.put_cf(cf, schema::encode_key(&e.key), schema::encode_value(e))
+                    }
+                    Mutation::Delete(k) => batch.delete_cf(cf, schema::encode_key(k)),
+                }
+            }
+            delta += out.changes.iter().map(count_delta).sum::<i64>();
+            if self.options.outbox {
+                outbox::append(&self.db, &mut batch, &mut seq, &out.changes);
+            }
+            results.push(out.changes);
+        }
+        Ok(Group {
+            batch,
+            results,
+            delta,
+            seq,
+        })
+    }
+
+    /// Adds the new post count and writes the batch (WAL synced unless configured
+    /// off); then publishes the count and the outbox head.
+    fn write(
+        &mut self,
+        mut batch: WriteBatch,
+        delta: i64,
+        seq: u64,
+        requests: usize,
+    ) -> Result<(), StoreError> {
+        let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
+        let meta = self
+            .db
+            .cf_handle(schema::CF_META)
+            .expect("column family exists");
+        batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, new_count.to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.options.sync);
+        let entries = batch.len();
+        self.db.write_opt(batch, &wo)?;
+        self.count.store(new_count, Ordering::Relaxed);
+        if seq != self.next_seq {
+            self.next_seq = seq;
+            self.commits.send_replace(seq);
+        }
+        self.metrics
+            .group_commit(requests, entries.saturating_sub(1));
+        Ok(())
+    }
+
+    fn count_changes(&self, job: &WriteJob, changes: &[Change]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        for c in changes {
+            match c.kind {
+                ChangeKind::Inserted => m.inserted.fetch_add(1, Relaxed),
+                ChangeKind::Deleted => m.deleted.fetch_add(1, Relaxed),
+                ChangeKind::ContentChanged | ChangeKind::TimesChanged => {
+                    m.updated.fetch_add(1, Relaxed)
+                }
+                ChangeKind::OwnerChanged { .. } => m.owner_changed.fetch_add(1, Relaxed),
+            };
+        }
+        let unchanged = job.transactions.len().saturating_sub(changes.len());
+        m.unchanged.fetch_add(unchanged as u64, Relaxed);
+        let _enter = job.span.enter();
+        tracing::debug!(
+            transactions = job.transactions.len(),
+            changes = changes.len(),
+            "request committed"
+        );
+    }
+}
+
+fn count_delta(c: &Change) -> i64 {
+    match c.kind {
+        ChangeKind::Inserted => 1,
+        ChangeKind::Deleted => -1,
+        _ => 0,
+    }
+}
