@@ -15,11 +15,13 @@ pub trait View {
     fn set(&mut self, key: &EngagementKey, value: Option<&Engagement>);
 }
 
-/// A write to make.
+/// A write to make, borrowed from the change it comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Mutation {
-    Put(Engagement),
-    Delete(EngagementKey),
+pub enum Mutation<'a> {
+    Put(&'a Engagement),
+    Delete(&'a EngagementKey),
+    /// The delete of a key no change holds (the replaced post of an owner change).
+    DeleteOwned(Box<EngagementKey>),
 }
 
 /// What kind of effective change a post went through.
@@ -53,11 +55,31 @@ impl Change {
     }
 }
 
-/// The writes and effective changes of one request.
+/// The effective changes of one request; the writes follow from them
+/// ([`Outcome::mutations`]), so no post is copied twice.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    pub mutations: Vec<Mutation>,
     pub changes: Vec<Change>,
+}
+
+impl Outcome {
+    /// The writes the changes make, in order: a delete for a deleted post, the old
+    /// key's delete and then the new post for an owner change, a put otherwise.
+    pub fn mutations(&self) -> impl Iterator<Item = Mutation<'_>> {
+        self.changes.iter().flat_map(|c| {
+            let (first, main) = match &c.kind {
+                ChangeKind::Deleted => (None, Mutation::Delete(&c.engagement.key)),
+                ChangeKind::OwnerChanged { previous_owner } => (
+                    Some(Mutation::DeleteOwned(Box::new(
+                        c.engagement.key.with_owner(previous_owner),
+                    ))),
+                    Mutation::Put(&c.engagement),
+                ),
+                _ => (None, Mutation::Put(&c.engagement)),
+            };
+            first.into_iter().chain(std::iter::once(main))
+        })
+    }
 }
 
 /// Applies the transactions of one request, in order, at time `now`.
@@ -86,7 +108,6 @@ pub fn apply<V: View>(
 fn delete<V: View>(key: &EngagementKey, view: &mut V, out: &mut Outcome) -> Result<(), V::Error> {
     if let Some(old) = view.get(key)? {
         view.set(key, None);
-        out.mutations.push(Mutation::Delete(key.clone()));
         out.changes.push(Change {
             kind: ChangeKind::Deleted,
             engagement: old,
@@ -97,7 +118,6 @@ fn delete<V: View>(key: &EngagementKey, view: &mut V, out: &mut Outcome) -> Resu
 
 fn put<V: View>(e: Engagement, kind: ChangeKind, view: &mut V, out: &mut Outcome) {
     view.set(&e.key, Some(&e));
-    out.mutations.push(Mutation::Put(e.clone()));
     out.changes.push(Change {
         kind,
         engagement: e,
@@ -176,7 +196,6 @@ fn save_notification<V: View>(
             "ProcessNotification moves a post of this index to another owner; replacing it"
         );
         view.set(&own_key, None);
-        out.mutations.push(Mutation::Delete(own_key));
         let previous_owner = old.key.owner().to_owned();
         put(new, ChangeKind::OwnerChanged { previous_owner }, view, out);
         return Ok(());
@@ -352,8 +371,10 @@ mod tests {
                 previous_owner: OWN.into()
             }
         );
-        assert_eq!(o.mutations.len(), 2);
-        assert!(matches!(&o.mutations[0], Mutation::Delete(k) if k.owner() == OWN));
+        let m: Vec<Mutation> = o.mutations().collect();
+        assert_eq!(m.len(), 2);
+        assert!(matches!(&m[0], Mutation::DeleteOwned(k) if k.owner() == OWN));
+        assert!(matches!(&m[1], Mutation::Put(e) if e.key.owner() == "other"));
         assert_eq!(v.0.len(), 1);
         assert_eq!(v.0.keys().next().unwrap().owner(), "other");
         assert_eq!(

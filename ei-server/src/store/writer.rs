@@ -246,12 +246,13 @@ impl Writer {
                 job.now,
                 &mut view,
             )?;
-            for m in &out.mutations {
+            for m in out.mutations() {
                 match m {
                     Mutation::Put(e) => {
                         batch.put_cf(cf, schema::encode_key(&e.key), schema::encode_value(e))
                     }
                     Mutation::Delete(k) => batch.delete_cf(cf, schema::encode_key(k)),
+                    Mutation::DeleteOwned(k) => batch.delete_cf(cf, schema::encode_key(&k)),
                 }
             }
             delta += out.changes.iter().map(count_delta).sum::<i64>();
