@@ -1,15 +1,14 @@
-//! The limits: RocksDB used directly, with the store's options copied from
-//! `ei-server/src/store/mod.rs` (`open_db`), on the store's own data directory, so raw
-//! and ours touch the same keys, values and files. Also small helpers about disk and
-//! memory use. `EI_BENCH_RAW_INDEX=partitioned` gives the raw side a two-level index
-//! and partitioned filters, `=uncached` keeps index and filter blocks out of the block
-//! cache (candidate options for the store; the index type only takes effect in files
-//! written with it, and [`compact`] rewrites every file with these options).
+//! The limits: RocksDB used directly, with the store's own options
+//! (`ei_server::store::{db_options, table_options, engagements_options}`), on the
+//! store's own data directory, so raw and ours touch the same keys, values and files.
+//! Also small helpers about disk and memory use. `EI_BENCH_RAW_INDEX=uncached` keeps
+//! index and filter blocks out of the block cache (a candidate option for the store;
+//! [`compact`] rewrites every file with these options). The partitioned index that
+//! `EI_BENCH_RAW_INDEX=partitioned` once tried is now the store's default.
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, BottommostLevelCompaction, Cache,
-    ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Direction, IteratorMode, Options,
-    ReadOptions, WriteBatch, WriteOptions, DB,
+    BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, Direction, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
 
@@ -24,37 +23,13 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<DB, rocksdb::Error>
 
 /// The store's DB options and column family descriptors for `path` (see [`open`]).
 pub fn options(path: &Path, block_cache_bytes: usize) -> (Options, Vec<ColumnFamilyDescriptor>) {
-    let mut db_opts = Options::default();
-    db_opts.create_if_missing(true);
-    db_opts.create_missing_column_families(true);
-    db_opts.set_max_background_jobs(2);
-    db_opts.set_bytes_per_sync(1 << 20);
-    db_opts.set_keep_log_file_num(5);
-    let cache = Cache::new_lru_cache(block_cache_bytes);
-    let mut table = BlockBasedOptions::default();
-    table.set_block_cache(&cache);
-    table.set_bloom_filter(10.0, false);
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    table.set_format_version(5);
-    let index = std::env::var("EI_BENCH_RAW_INDEX").unwrap_or_default();
-    if index == "uncached" {
+    let db_opts = ei_server::store::db_options();
+    let mut table = ei_server::store::table_options(block_cache_bytes);
+    if std::env::var("EI_BENCH_RAW_INDEX").as_deref() == Ok("uncached") {
         // The other candidate: index and filter blocks held by the table readers.
         table.set_cache_index_and_filter_blocks(false);
     }
-    if index == "partitioned" {
-        // The remedy under test for large index blocks: a two-level index and
-        // partitioned filters, only the small top level pinned.
-        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
-        table.set_partition_filters(true);
-        table.set_metadata_block_size(4096);
-        table.set_pin_top_level_index_and_filter(true);
-    }
-    let mut cf_opts = Options::default();
-    cf_opts.set_block_based_table_factory(&table);
-    cf_opts.set_compression_type(DBCompressionType::Lz4);
-    cf_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
-    cf_opts.set_write_buffer_size(64 << 20);
+    let cf_opts = ei_server::store::engagements_options(&table);
     // Every column family the directory has must be opened (the store may add some
     // beyond these two); the others get default options.
     let mut names = DB::list_cf(&db_opts, path).unwrap_or_default();

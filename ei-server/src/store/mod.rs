@@ -267,6 +267,20 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
+    let cf_opts = engagements_options(&table_options(options.block_cache_bytes));
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(schema::CF_ENGAGEMENTS, cf_opts),
+        ColumnFamilyDescriptor::new(schema::CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(schema::CF_OUTBOX, Options::default()),
+        ColumnFamilyDescriptor::new(schema::CF_DEAD_LETTERS, Options::default()),
+    ];
+    Ok(DB::open_cf_descriptors(&db_options(), path, cfs)?)
+}
+
+/// The store's database-wide RocksDB options. Public, with [`table_options`] and
+/// [`engagements_options`], so the benchmarks' raw RocksDB limit opens the same files
+/// exactly as the store does.
+pub fn db_options() -> Options {
     let mut db_opts = Options::default();
     db_opts.create_if_missing(true);
     db_opts.create_missing_column_families(true);
@@ -276,7 +290,12 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
     // The small column families (meta, outbox) would otherwise keep every WAL file
     // alive: bound the WAL so their memtables are flushed (disk use, recovery time).
     db_opts.set_max_total_wal_size(64 << 20);
-    let cache = Cache::new_lru_cache(options.block_cache_bytes);
+    db_opts
+}
+
+/// The `engagements` table format: block cache, bloom filter, partitioned index.
+pub fn table_options(block_cache_bytes: usize) -> BlockBasedOptions {
+    let cache = Cache::new_lru_cache(block_cache_bytes);
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
     table.set_bloom_filter(10.0, false);
@@ -291,18 +310,17 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
     table.set_pin_top_level_index_and_filter(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_format_version(5);
+    table
+}
+
+/// The `engagements` column family's options with the given table format.
+pub fn engagements_options(table: &BlockBasedOptions) -> Options {
     let mut cf_opts = Options::default();
-    cf_opts.set_block_based_table_factory(&table);
+    cf_opts.set_block_based_table_factory(table);
     cf_opts.set_compression_type(DBCompressionType::Lz4);
     cf_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     cf_opts.set_write_buffer_size(64 << 20);
-    let cfs = vec![
-        ColumnFamilyDescriptor::new(schema::CF_ENGAGEMENTS, cf_opts),
-        ColumnFamilyDescriptor::new(schema::CF_META, Options::default()),
-        ColumnFamilyDescriptor::new(schema::CF_OUTBOX, Options::default()),
-        ColumnFamilyDescriptor::new(schema::CF_DEAD_LETTERS, Options::default()),
-    ];
-    Ok(DB::open_cf_descriptors(&db_opts, path, cfs)?)
+    cf_opts
 }
 
 fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
