@@ -145,28 +145,20 @@ async fn update_lifecycle_over_http() {
             Some("c"),
         )
     };
-    post(
+    update(
         &c,
-        &s.url(UPDATE),
-        update_body(
-            "5565594230",
-            &[("191212121212", "voo", Some("20200101000000"))],
-            false,
-        ),
-        Some("c"),
+        &s,
+        &[("191212121212", "voo", Some("20200101000000"))],
+        false,
     )
     .await;
     let before = engagements(&find().await.body);
     let created = before[0].get(Field::CreationTime).unwrap().to_owned();
-    post(
+    update(
         &c,
-        &s.url(UPDATE),
-        update_body(
-            "5565594230",
-            &[("191212121212", "voo", Some("20210101000000"))],
-            false,
-        ),
-        Some("c"),
+        &s,
+        &[("191212121212", "voo", Some("20210101000000"))],
+        false,
     )
     .await;
     let after = engagements(&find().await.body);

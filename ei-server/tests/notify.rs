@@ -35,22 +35,6 @@ async fn admin(c: &reqwest::Client, s: &TestServer) -> String {
     )
 }
 
-async fn update(
-    c: &reqwest::Client,
-    s: &TestServer,
-    posts: &[(&str, &str, Option<&str>)],
-    delete: bool,
-) {
-    let a = post(
-        c,
-        &s.url(UPDATE),
-        update_body("5565594230", posts, delete),
-        Some("n"),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-}
-
 fn keys(txs: &[ei_server::model::RawTransaction]) -> Vec<(String, Option<String>, Option<String>)> {
     txs.iter()
         .map(|t| {

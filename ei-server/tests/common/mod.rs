@@ -307,3 +307,21 @@ pub async fn get_text(c: &reqwest::Client, url: &str) -> String {
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     c.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// An Update of hand-made posts to the server (LogicalAddress 5565594230); asserts it
+/// was answered OK.
+pub async fn update(
+    c: &reqwest::Client,
+    s: &TestServer,
+    posts: &[(&str, &str, Option<&str>)],
+    delete: bool,
+) {
+    let a = post(
+        c,
+        &s.url(UPDATE),
+        update_body("5565594230", posts, delete),
+        Some("n"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
