@@ -189,7 +189,7 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
         "engagements": count,
         "store_bytes": size,
         "admin_listen": state.admin_addr.map(|a| a.to_string()),
-        "subscribers": state.notifier.as_ref().map(|n| n.status().len()),
+        "subscribers": state.notifier.as_ref().map(|n| n.subscriber_count()),
         "config": {
             "listen": c.listen.to_string(),
             "data_dir": c.data_dir,

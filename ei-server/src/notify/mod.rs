@@ -265,6 +265,17 @@ impl Notifier {
 
     /// Every subscriber with its counts.
     pub fn status(&self) -> Vec<SubscriberStatus> {
+        self.status_of(true)
+    }
+
+    /// How many subscribers are being delivered to.
+    pub fn subscriber_count(&self) -> usize {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Every subscriber's counters; the dead-letter counts (which read the store)
+    /// only when asked for, so a metrics scrape stays in memory.
+    fn status_of(&self, read_dead_letters: bool) -> Vec<SubscriberStatus> {
         let head = *self.store.outbox_commits().borrow();
         let deliveries: Vec<Arc<Delivery>> = self
             .workers
@@ -276,10 +287,13 @@ impl Notifier {
         deliveries
             .into_iter()
             .map(|d| {
-                let dead = self
-                    .store
-                    .dead_letters(&d.subscriber.logical_address)
-                    .unwrap_or_default();
+                let dead = match read_dead_letters {
+                    true => self
+                        .store
+                        .dead_letters(&d.subscriber.logical_address)
+                        .unwrap_or_default(),
+                    false => Vec::new(),
+                };
                 let cursor = d.state.cursor.load(Relaxed);
                 SubscriberStatus {
                     subscriber: d.subscriber.clone(),
@@ -335,7 +349,7 @@ impl Notifier {
     /// Prometheus lines for `/metrics`.
     pub fn render_metrics(&self) -> String {
         let mut out = String::new();
-        let status = self.status();
+        let status = self.status_of(false);
         for (name, help, f) in [
             (
                 "ei_notify_pending",
