@@ -2,7 +2,7 @@
 //! (`/health`, `/ready`, `/status`, `/metrics`). Handlers are thin: read the body
 //! within the limit, hand it to [`Service`], write the reply.
 
-use crate::codec::{self, Operation};
+use crate::codec::Operation;
 use crate::config::Config;
 use crate::service::{Reply, Service};
 use crate::wsdl;
@@ -101,21 +101,9 @@ fn too_large_or_unreadable(
     } else {
         format!("the request body could not be read: {e}")
     };
-    tracing::info!("{message}");
-    let err = crate::rules::EiError::Technical(message);
-    let wire = err.wire();
-    let mut body = String::new();
-    codec::write_fault(&mut body, wire.fault_code.qname(), &wire.text);
     state
         .service
-        .store()
-        .metrics()
-        .request(op.name(), "EI000", std::time::Duration::ZERO);
-    Reply {
-        status: 500,
-        body,
-        outcome: "EI000",
-    }
+        .refuse(op, crate::rules::EiError::Technical(message))
 }
 
 fn soap_response(reply: Reply) -> Response {

@@ -151,6 +151,15 @@ impl Service {
         Ok(changes)
     }
 
+    /// Answers a call refused before it reached the service (e.g. an oversized body)
+    /// exactly as the service would, and records it.
+    pub fn refuse(&self, op: Operation, e: EiError) -> Reply {
+        let reply = self.error_reply(op, &e);
+        self.metrics
+            .request(op.name(), reply.outcome, std::time::Duration::ZERO);
+        reply
+    }
+
     fn error_reply(&self, op: Operation, e: &EiError) -> Reply {
         let wire = e.wire();
         let outcome = wire.code.unwrap_or("header");
