@@ -33,7 +33,7 @@
 //! present), then each present timestamp as the 14-digit number `yyyyMMddHHmmss` in
 //! 6 big-endian bytes (it is below 2^47). At most 19 bytes.
 
-use crate::model::{Engagement, EngagementKey, Field, FindQuery, Timestamp};
+use crate::model::{Engagement, EngagementKey, FindQuery, Timestamp};
 
 pub const CF_ENGAGEMENTS: &str = "engagements";
 pub const CF_META: &str = "meta";
@@ -297,12 +297,6 @@ pub fn cursor_key(subscriber: &str) -> Vec<u8> {
     format!("{META_CURSOR_PREFIX}{subscriber}").into_bytes()
 }
 
-/// The key field a query prefix ends at, for documentation and tests.
-pub const PREFIX_FIELDS: [Field; 3] = [
-    Field::RegisteredResidentIdentification,
-    Field::ServiceDomain,
-    Field::Categorization,
-];
 
 #[cfg(test)]
 mod tests {
