@@ -297,7 +297,6 @@ pub fn cursor_key(subscriber: &str) -> Vec<u8> {
     format!("{META_CURSOR_PREFIX}{subscriber}").into_bytes()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
