@@ -2,6 +2,10 @@
 //! (`/health`, `/ready`, `/status`, `/metrics`). Handlers are thin: read the body
 //! within the limit, hand it to [`Service`], write the reply.
 
+mod conn;
+
+pub use conn::{serve, ConnStats, Limits};
+
 use crate::codec::Operation;
 use crate::config::Config;
 use crate::rules::{self, echo};
@@ -33,6 +37,8 @@ pub struct AppState {
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     /// Where the admin listener is bound, when it runs.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The service listener's connection counters.
+    pub connections: Arc<ConnStats>,
 }
 
 /// All routes of the server.
@@ -74,15 +80,28 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
         if let Err(e) = rules::check_correlation_id(correlation_id.as_deref()) {
             return soap_response(state.service.refuse(op, e));
         }
+        let _admitted = match state.service.admit(op) {
+            Ok(permit) => permit,
+            Err(busy) => return soap_response(busy),
+        };
         let limit = state.config.max_body_bytes;
-        let reply = match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(body) => {
+        let timeout = std::time::Duration::from_millis(state.config.body_read_timeout_ms);
+        let body = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
+        let reply = match body.await {
+            Ok(Ok(body)) => {
                 state
                     .service
                     .call(op, correlation_id.as_deref(), body)
                     .await
             }
-            Err(e) => too_large_or_unreadable(&state, op, limit, &e),
+            Ok(Err(e)) => too_large_or_unreadable(&state, op, limit, &e),
+            Err(_) => state.service.refuse(
+                op,
+                rules::EiError::Technical(format!(
+                    "the request body was not received within {} ms",
+                    timeout.as_millis()
+                )),
+            ),
         };
         soap_response(reply)
     }
@@ -264,6 +283,7 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
             state.started.elapsed().as_secs_f64(),
         ),
     ]);
+    text.push_str(&state.connections.render());
     if let Some(n) = &state.notifier {
         text.push_str(&n.render_metrics());
     }

@@ -119,6 +119,10 @@ pub enum EiError {
     /// The index failed (storage, shutdown); details are in the log, not on the wire.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Too many requests at once (a service's in-flight cap or the writer queue):
+    /// nothing was done, the caller should retry later.
+    #[error("the index is busy: {0}")]
+    Busy(String),
 }
 
 /// An error as it goes on the wire.
@@ -191,6 +195,11 @@ impl EiError {
                     "The sourceSystem in EngagementTransaction #{index} is reserved and not allowed, hsa-id: {}",
                     input(value)
                 ),
+            ),
+            EiError::Busy(_) => (
+                Some("EI000"),
+                Server,
+                "A technical error has occurred, error message: the index is busy, retry later; the request was not applied".to_owned(),
             ),
             EiError::Internal(_) => (
                 Some("EI000"),

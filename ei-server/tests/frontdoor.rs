@@ -218,3 +218,162 @@ async fn the_header_fault_comes_first_even_for_an_oversized_body() {
     );
     s.stop().await;
 }
+
+// ---- Bounded resources ----
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The server's value of one metric line (`name{labels}`), 0 when absent.
+async fn metric(c: &reqwest::Client, s: &TestServer, line: &str) -> u64 {
+    let text = get_text(c, &s.url("/metrics")).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Waits (polling the server's own counter) until `line` reaches `want`.
+async fn wait_metric(c: &reqwest::Client, s: &TestServer, line: &str, want: u64) {
+    for _ in 0..600 {
+        if metric(c, s, line).await >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{line} never reached {want}");
+}
+
+/// Feeds `bytes` one at a time, 50 ms apart, until the server closes the connection;
+/// returns what the server sent.
+async fn trickle(addr: &str, head: &[u8], bytes: &[u8]) -> String {
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(head).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let _ = rd.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    for b in bytes.iter().cycle().take(10_000) {
+        if reader.is_finished() || wr.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        reader.is_finished(),
+        "the server never closed the slow connection"
+    );
+    reader.await.unwrap()
+}
+
+fn addr(s: &TestServer) -> String {
+    s.base.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn a_client_sending_its_head_byte_by_byte_is_cut_off() {
+    let mut s = TestServer::start(|c| c.header_read_timeout_ms = 300).await;
+    let c = reqwest::Client::new();
+    let got = trickle(
+        &addr(&s),
+        b"POST /skltp-ei/update-service/v1 HTTP/1.1\r\n",
+        b"x-slow: yes\r\n",
+    )
+    .await;
+    assert_eq!(got, "", "no reply to a head that never completed");
+    wait_metric(
+        &c,
+        &s,
+        "ei_connections_closed_total{reason=\"header_timeout\"}",
+        1,
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_sent_byte_by_byte_gets_a_fault_after_the_body_timeout() {
+    let mut s = TestServer::start(|c| c.body_read_timeout_ms = 300).await;
+    let head =
+        "POST /skltp-ei/update-service/v1 HTTP/1.1\r\nhost: x\r\nx-skltp-correlation-id: slow\r\n\
+                content-type: text/xml\r\ncontent-length: 100000\r\n\r\n";
+    let got = trickle(&addr(&s), head.as_bytes(), b"<").await;
+    assert!(got.starts_with("HTTP/1.1 500"), "{got}");
+    assert!(
+        got.contains("the request body was not received within 300 ms"),
+        "{got}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let mut s = TestServer::start(|c| c.idle_timeout_ms = 300).await;
+    let c = reqwest::Client::new();
+    let mut sock = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    sock.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    // The server answers, then closes the connection once it has been idle.
+    let read = tokio::time::timeout(Duration::from_secs(60), sock.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the idle connection stayed open");
+    assert!(String::from_utf8_lossy(&got).ends_with("OK"));
+    wait_metric(&c, &s, "ei_connections_closed_total{reason=\"idle\"}", 1).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_at_its_in_flight_cap_answers_busy_retry_later() {
+    let mut s = TestServer::start(|c| c.max_in_flight = 1).await;
+    let c = reqwest::Client::new();
+    // One Update holds the only slot while its body is still arriving.
+    let mut slow = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    let body = update_body("5565594230", &OK_POST, false);
+    let head = format!(
+        "POST {UPDATE} HTTP/1.1\r\nhost: x\r\nx-skltp-correlation-id: holder\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let mut busy = None;
+    for _ in 0..600 {
+        let a = post(&c, &s.url(UPDATE), body.clone(), Some("second")).await;
+        if a.status == 500 {
+            busy = Some(fault(&a));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, text) = busy.expect("the second Update was never refused");
+    assert_eq!(code, "soap:Server");
+    assert_eq!(text, "EI000: A technical error has occurred, error message: the index is busy, retry later; the request was not applied");
+    assert_eq!(
+        metric(
+            &c,
+            &s,
+            "ei_requests_total{service=\"Update\",outcome=\"busy\"}"
+        )
+        .await,
+        1
+    );
+    // FindContent has its own slot; the held Update completes normally.
+    let a = post(
+        &c,
+        &s.url(FIND),
+        find_body(
+            "191212121212",
+            "riv:clinicalprocess:healthcond:description",
+            "",
+        ),
+        Some("f"),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    slow.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = slow.read(&mut reply).await.unwrap();
+    assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 200"));
+    s.stop().await;
+}

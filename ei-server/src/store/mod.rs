@@ -51,6 +51,9 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
+    #[error("the writer queue is full")]
+    Busy,
 }
 
 /// Tuning of the store.
@@ -66,6 +69,9 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Record notifiable changes in the outbox (when any subscriber can exist).
     pub outbox: bool,
+    /// Most write requests waiting for the writer; a write beyond is refused with
+    /// [`StoreError::Busy`] instead of queueing without bound.
+    pub writer_queue: usize,
 }
 
 impl StoreOptions {
@@ -76,6 +82,7 @@ impl StoreOptions {
             max_group_requests: 64,
             block_cache_bytes: 128 << 20,
             outbox: false,
+            writer_queue: 128,
         }
     }
 }
@@ -84,7 +91,7 @@ impl StoreOptions {
 pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     count: Arc<AtomicU64>,
@@ -105,7 +112,7 @@ impl Store {
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
         let head = outbox::read_head(&db)?;
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
-        let (queue, rx) = mpsc::channel();
+        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
         let own_hsa_id = options.own_hsa_id.clone();
         let writer = Writer {
             db: db.clone(),
@@ -152,8 +159,11 @@ impl Store {
             reply,
         };
         self.queue
-            .send(Message::Write(job))
-            .map_err(|_| Arc::new(StoreError::Closed))?;
+            .try_send(Message::Write(job))
+            .map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => Arc::new(StoreError::Busy),
+                mpsc::TrySendError::Disconnected(_) => Arc::new(StoreError::Closed),
+            })?;
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);
         Ok(changes)
