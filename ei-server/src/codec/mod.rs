@@ -7,8 +7,10 @@
 //!
 //! Submodules: [`request`] reads requests, [`write`] writes replies, faults and
 //! requests, [`reply`] reads replies (for clients), [`registry`] is the subscriber
-//! registry's call. `quick_xml` is used only in this module tree.
+//! registry's call, [`client`] builds a call's headers and judges its answer (every
+//! client's one way to call). `quick_xml` is used only in this module tree.
 
+pub mod client;
 mod registry;
 mod reply;
 mod request;
@@ -67,6 +69,11 @@ impl Operation {
             Operation::ProcessNotification => "ProcessNotification",
             Operation::FindContent => "FindContent",
         }
+    }
+
+    /// The SOAPAction of the operation: its namespace and name.
+    pub fn soap_action(self) -> String {
+        format!("{}:{}", self.namespace(), self.name())
     }
 
     fn from_name(name: &str) -> Option<Operation> {
