@@ -4,7 +4,7 @@
 //! and isolate), a failure worth retrying, or a failure retrying cannot fix.
 
 use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
-use ei_server::codec::Operation;
+use ei_server::operation::WriteOperation;
 use ei_server::model::{RawEngagement, Transaction};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,7 +87,7 @@ impl EiClient {
     ) -> Result<UpdateOutcome, CallError> {
         let call = SoapCall::write(
             &self.update_url,
-            Operation::Update,
+            WriteOperation::Update,
             &self.logical_address,
             txs,
             correlation_id,
@@ -229,6 +229,7 @@ fn unusable<T>(outcome: Outcome<T>) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ei_server::codec::Operation;
 
     fn fault(code: &str, text: &str) -> Vec<u8> {
         let mut out = String::new();

@@ -13,7 +13,7 @@
 
 use super::registry::{read_logical_addressees, AddresseeRecord};
 use super::reply::{parse_reply, Reply};
-use super::{write, CodecError, Operation};
+use super::{write, CodecError, Operation, WriteOperation};
 use crate::model::{RawEngagement, Transaction};
 use std::fmt;
 
@@ -56,11 +56,12 @@ impl SoapCall {
     /// LogicalAddress) to `logical_address`.
     pub fn write(
         url: impl Into<String>,
-        operation: Operation,
+        operation: WriteOperation,
         logical_address: &str,
         txs: &[Transaction],
         correlation_id: impl Into<String>,
     ) -> SoapCall {
+        let operation = operation.operation();
         let mut body = String::with_capacity(600 + txs.len() * 900);
         write::write_write_request(&mut body, operation, logical_address, txs);
         SoapCall::with_body(url, operation, correlation_id, body)
@@ -303,6 +304,22 @@ mod tests {
         assert_eq!(call.header(ORIGINAL_CONSUMER_HEADER), Some("consumer-1"));
         let text = String::from_utf8(call.body).unwrap();
         assert!(text.contains("<a:LogicalAddress>ei</a:LogicalAddress>"), "{text}");
+        let write = SoapCall::write("u", WriteOperation::ProcessNotification, "SE1", &[], "c-3");
+        assert_eq!(
+            write.header("SOAPAction"),
+            Some("urn:riv:itintegration:engagementindex:ProcessNotificationResponder:1:ProcessNotification")
+        );
+        match crate::codec::parse_request(&write.body).unwrap() {
+            crate::codec::Request::Write {
+                operation,
+                logical_address,
+                ..
+            } => assert_eq!(
+                (operation, logical_address.as_deref()),
+                (Operation::ProcessNotification, Some("SE1"))
+            ),
+            other => panic!("{other:?}"),
+        }
         let registry = SoapCall::logical_addressees("u", "reg", "ei", "ns", "c-2");
         assert!(registry
             .header("SOAPAction")
