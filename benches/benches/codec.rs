@@ -104,7 +104,8 @@ fn classify_reply(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(reply.len() as u64));
     g.bench_function("ours_classify", |b| {
         b.iter(|| {
-            match ei_server::codec::client::classify_find_content(200, black_box(reply.as_bytes())) {
+            match ei_server::codec::client::classify_find_content(200, black_box(reply.as_bytes()))
+            {
                 ei_server::codec::client::Outcome::Ok(rows) => rows.len(),
                 other => panic!("{other}"),
             }

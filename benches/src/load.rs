@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-
 /// Where the server is.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -405,11 +404,19 @@ fn request(ctx: &Ctx, work: Work, rng: u64) -> Request {
     match work {
         Work::Update(UpdateKind::New) => {
             let k = ctx.next_new_body.fetch_add(1, Relaxed);
-            (Operation::Update, ctx.template.body(k, data::SAMPLE_MRC), 1000)
+            (
+                Operation::Update,
+                ctx.template.body(k, data::SAMPLE_MRC),
+                1000,
+            )
         }
         Work::Update(UpdateKind::Changed) => {
             let mrc = data::timestamp(ctx.next_mrc.fetch_add(1, Relaxed));
-            (Operation::Update, ctx.template.body(rng % loaded, mrc), 1000)
+            (
+                Operation::Update,
+                ctx.template.body(rng % loaded, mrc),
+                1000,
+            )
         }
         Work::Update(UpdateKind::Same) => (
             Operation::Update,
@@ -418,7 +425,11 @@ fn request(ctx: &Ctx, work: Work, rng: u64) -> Request {
         ),
         Work::Single => {
             let n = ctx.next_single.fetch_add(1, Relaxed);
-            (Operation::Update, data::singles_body(&ctx.posts, n, 1).into_bytes(), 1)
+            (
+                Operation::Update,
+                data::singles_body(&ctx.posts, n, 1).into_bytes(),
+                1,
+            )
         }
         Work::Find => {
             let r = (rng >> 8) % (loaded * data::RESIDENTS_PER_BODY);
@@ -447,7 +458,10 @@ fn check(work: Work, status: u16, body: &[u8], expected: u64) -> anyhow::Result<
         Work::Find => match classify_find_content(status, body) {
             Outcome::Ok(rows) if rows.len() as u64 == expected => Ok(expected),
             Outcome::Ok(rows) => {
-                anyhow::bail!("FindContent returned {} rows, expected {expected}", rows.len())
+                anyhow::bail!(
+                    "FindContent returned {} rows, expected {expected}",
+                    rows.len()
+                )
             }
             other => anyhow::bail!("{other}"),
         },

@@ -123,9 +123,7 @@ impl Client {
 fn judge(op: Operation, status: u16, body: &[u8]) -> Result<(), CallError> {
     match op {
         Operation::FindContent => failure(classify_find_content(status, body)),
-        Operation::Update | Operation::ProcessNotification => {
-            failure(classify_write(status, body))
-        }
+        Operation::Update | Operation::ProcessNotification => failure(classify_write(status, body)),
     }
 }
 

@@ -4,8 +4,8 @@
 //! and isolate), a failure worth retrying, or a failure retrying cannot fix.
 
 use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
-use ei_server::operation::WriteOperation;
 use ei_server::model::{RawEngagement, Transaction};
+use ei_server::operation::WriteOperation;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -111,9 +111,9 @@ impl EiClient {
         let (status, reply) = self.post(call).await?;
         match classify_find_content(status, &reply) {
             Outcome::Ok(e) => Ok(e),
-            Outcome::Fault { text, .. } => Err(CallError::Fatal(format!(
-                "FindContent fault: {text}"
-            ))),
+            Outcome::Fault { text, .. } => {
+                Err(CallError::Fatal(format!("FindContent fault: {text}")))
+            }
             other => Err(unusable(other)),
         }
     }

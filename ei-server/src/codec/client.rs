@@ -235,11 +235,9 @@ pub fn classify_logical_addressees(status: u16, body: &[u8]) -> Outcome<Vec<Addr
     judge(
         status,
         body,
-        read_logical_addressees(body).map(|(records, fault)| {
-            match (fault.code, fault.text) {
-                (None, None) => Read::Expected(records),
-                (code, text) => Read::Fault(code.unwrap_or_default(), text.unwrap_or_default()),
-            }
+        read_logical_addressees(body).map(|(records, fault)| match (fault.code, fault.text) {
+            (None, None) => Read::Expected(records),
+            (code, text) => Read::Fault(code.unwrap_or_default(), text.unwrap_or_default()),
         }),
     )
 }
@@ -303,7 +301,10 @@ mod tests {
         assert_eq!(call.header(INSTANCE_ID_HEADER), Some("vp-1"));
         assert_eq!(call.header(ORIGINAL_CONSUMER_HEADER), Some("consumer-1"));
         let text = String::from_utf8(call.body).unwrap();
-        assert!(text.contains("<a:LogicalAddress>ei</a:LogicalAddress>"), "{text}");
+        assert!(
+            text.contains("<a:LogicalAddress>ei</a:LogicalAddress>"),
+            "{text}"
+        );
         let write = SoapCall::write("u", WriteOperation::ProcessNotification, "SE1", &[], "c-3");
         assert_eq!(
             write.header("SOAPAction"),

@@ -1,7 +1,7 @@
 //! The subscriber registry's call: GetLogicalAddresseesByServiceContract v2.
 
-use super::write::{element, ENVELOPE_CLOSE};
 use super::reply::{read_elements, Element, SoapFault};
+use super::write::{element, ENVELOPE_CLOSE};
 use super::{CodecError, REGISTRY_NS};
 
 pub const REGISTRY_RESPONDER_NS: &str =

@@ -58,7 +58,7 @@ pub(super) fn read_elements(
         let (_, event) = reader.read_resolved_event().map_err(xml_err)?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let name: String = e.local_name().as_ref().to_owned();
                 let depth = path.len();
                 visit(Element::Open { name: &name, depth });
                 path.push(name);
