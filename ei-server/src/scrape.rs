@@ -136,10 +136,10 @@ pub fn filesystem(path: &Path) -> Option<Filesystem> {
     }
     // SAFETY: statvfs returned 0, so it filled `st`.
     let st = unsafe { st.assume_init() };
-    let unit = st.f_frsize as u64;
+    // 64-bit Linux: every field is already u64.
     Some(Filesystem {
-        size: st.f_blocks as u64 * unit,
-        available: st.f_bavail as u64 * unit,
+        size: st.f_blocks * st.f_frsize,
+        available: st.f_bavail * st.f_frsize,
     })
 }
 
