@@ -251,7 +251,7 @@ pub fn singles_body(posts: &Posts, first: u64, n: u64) -> String {
     let mut out = String::with_capacity(800 * n as usize + 600);
     ei_server::codec::write_write_request(
         &mut out,
-        ei_server::codec::Operation::Update,
+        ei_server::operation::WriteOperation::Update,
         INDEX_HSA_ID,
         &txs,
     );

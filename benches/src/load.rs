@@ -9,7 +9,7 @@ use crate::raw;
 use crate::report::{PhaseRow, Report};
 use anyhow::Context;
 use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
-use ei_server::codec::Operation;
+use ei_server::operation::Operation;
 use ei_server::wsdl::endpoint_path;
 use hdrhistogram::Histogram;
 use std::path::PathBuf;

@@ -6,7 +6,8 @@
 use crate::dedup::{key_hash, DupFinder, Duplicate};
 use crate::input::{read_all, InputError, Item, Location};
 use ei_server::model::{Field, RawTransaction, Transaction};
-use ei_server::rules::{validate_transactions, EiError, RulesConfig, WriteService};
+use ei_server::operation::WriteOperation;
+use ei_server::rules::{validate_transactions, EiError, RulesConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -75,7 +76,7 @@ pub struct Invalid {
 
 /// Validates one record exactly as Update would (as transaction #1 of a call).
 pub fn validate(rules: &RulesConfig, tx: &RawTransaction) -> Result<Transaction, Invalid> {
-    match validate_transactions(rules, WriteService::Update, vec![tx.clone()]) {
+    match validate_transactions(rules, WriteOperation::Update, vec![tx.clone()]) {
         Ok(mut v) => Ok(v.pop().expect("one transaction in, one out")),
         Err(e) => Err(invalid(&e)),
     }

@@ -345,7 +345,7 @@ async fn cmd_probe(config_path: &Path, a: ProbeArgs) -> Result<u8, CliError> {
         None => crate::client::TlsFiles::default(),
     };
     let url = if a.url.trim_end_matches('/').matches('/').count() <= 2 {
-        config::endpoint(&a.url, ei_server::codec::Operation::FindContent)
+        config::endpoint(&a.url, ei_server::operation::Operation::FindContent)
     } else {
         a.url.clone()
     };

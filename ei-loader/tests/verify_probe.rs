@@ -6,7 +6,7 @@ use common::*;
 use ei_loader::client::EiClient;
 use ei_loader::config::endpoint;
 use ei_loader::verify::{sample, verify};
-use ei_server::codec::Operation;
+use ei_server::operation::Operation;
 use ei_server::model::{Action, Transaction};
 use std::time::Duration;
 

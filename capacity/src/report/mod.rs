@@ -5,7 +5,8 @@
 pub mod markdown;
 pub mod svg;
 
-use crate::file::{Contract, FlowRow, GrundRow};
+use crate::file::{FlowRow, GrundRow};
+use ei_server::operation::Operation;
 use crate::loadgen::StreamResult;
 use crate::seed::SeedResult;
 use crate::stats::{Percentiles, Tally};
@@ -115,7 +116,7 @@ pub struct PhaseReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct RowResult {
     pub label: String,
-    pub contract: Option<Contract>,
+    pub contract: Option<Operation>,
     pub offered_calls_per_s: f64,
     pub offered_posts_per_hour: f64,
     pub planned_calls: u64,
