@@ -130,9 +130,10 @@ pub fn check(
         match validate(rules, &tx) {
             Ok(t) => {
                 count_valid(&mut report, &t);
-                let parts: Vec<&str> = t.engagement.key.parts()[..8]
+                let key = &t.engagement.key;
+                let parts: Vec<&str> = Field::UPDATE_KEY
                     .iter()
-                    .map(String::as_str)
+                    .filter_map(|f| key.get(*f))
                     .collect();
                 dups.add(key_hash(&parts), at).map_err(CheckError::Spill)?;
             }

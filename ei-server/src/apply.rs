@@ -241,7 +241,7 @@ mod tests {
 
     fn raw(owner: Option<&str>, mrc: Option<&str>, delete: bool) -> RawTransaction {
         let mut e = RawEngagement::default();
-        for f in &Field::KEY[..8] {
+        for f in &Field::UPDATE_KEY {
             e.set(*f, format!("v-{}", f.index()));
         }
         if let Some(o) = owner {

@@ -294,8 +294,8 @@ fn check_transaction(
 /// The mandatory fields (rule 4d): the key fields, owner only for ProcessNotification.
 fn mandatory_fields(service: WriteOperation) -> &'static [Field] {
     match service {
-        WriteOperation::Update => &Field::KEY[..8],
-        WriteOperation::ProcessNotification => &Field::KEY[..],
+        WriteOperation::Update => &Field::UPDATE_KEY,
+        WriteOperation::ProcessNotification => &Field::KEY,
     }
 }
 
@@ -303,8 +303,8 @@ fn mandatory_fields(service: WriteOperation) -> &'static [Field] {
 /// sets them), so only mostRecentContent is checked there.
 fn timestamp_fields(service: WriteOperation) -> &'static [Field] {
     match service {
-        WriteOperation::Update => &Field::TIMESTAMPS[..1],
-        WriteOperation::ProcessNotification => &Field::TIMESTAMPS[..],
+        WriteOperation::Update => &[Field::MostRecentContent],
+        WriteOperation::ProcessNotification => &Field::TIMESTAMPS,
     }
 }
 
@@ -396,9 +396,9 @@ pub fn validate_find(raw: RawFindContent) -> Result<FindQuery, EiError> {
     let domain = take(Field::ServiceDomain)
         .ok_or_else(|| EiError::Technical("serviceDomain is mandatory but missing".into()))?;
     let categorization = take(Field::Categorization);
-    let filters = Field::KEY[3..]
-        .iter()
-        .filter_map(|field| take(*field).map(|v| (*field, v)))
+    let filters = Field::FIND_FILTERS
+        .into_iter()
+        .filter_map(|field| take(field).map(|v| (field, v)))
         .collect();
     let most_recent_content = match take(Field::MostRecentContent) {
         Some(v) => Some(

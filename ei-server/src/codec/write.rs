@@ -109,26 +109,13 @@ pub fn find_content_end(out: &mut String) {
 /// The fields of an engagement in the XSD's sequence order, each element name
 /// prefixed with `prefix` (empty for the default namespace).
 fn write_engagement_fields(out: &mut String, e: &PostRef<'_>, prefix: &str) {
-    let k = &e.parts;
-    let put = |out: &mut String, name: &str, v: &str| prefixed_element(out, prefix, name, v);
-    let put_ts = |out: &mut String, name: &str, t: Option<crate::model::Timestamp>| {
-        if let Some(t) = t {
-            let digits = t.as_u64().to_string();
-            prefixed_element(out, prefix, name, &digits);
+    for f in Field::XSD_ORDER {
+        if let Some(v) = e.key_field(f) {
+            prefixed_element(out, prefix, f.name(), v);
+        } else if let Some(t) = e.timestamp(f) {
+            prefixed_element(out, prefix, f.name(), &t.as_u64().to_string());
         }
-    };
-    put(out, "registeredResidentIdentification", &k[0]);
-    put(out, "serviceDomain", &k[1]);
-    put(out, "categorization", &k[2]);
-    put(out, "logicalAddress", &k[3]);
-    put(out, "businessObjectInstanceIdentifier", &k[4]);
-    put(out, "clinicalProcessInterestId", &k[5]);
-    put_ts(out, "mostRecentContent", e.most_recent_content);
-    put(out, "sourceSystem", &k[6]);
-    put_ts(out, "creationTime", e.creation_time);
-    put_ts(out, "updateTime", e.update_time);
-    put(out, "dataController", &k[7]);
-    put(out, "owner", &k[8]);
+    }
 }
 
 /// `<{prefix}{name}>{escaped text}</{prefix}{name}>` without building the tag.
