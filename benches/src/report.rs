@@ -81,6 +81,18 @@ impl Report {
         }
     }
 
+    /// Writes the report to stdout: the Markdown table, or JSON.
+    pub fn print(&self, json: bool) -> std::io::Result<()> {
+        let text = if json {
+            serde_json::to_string_pretty(self)? + "\n"
+        } else {
+            self.markdown()
+        };
+        let mut out = std::io::stdout().lock();
+        std::io::Write::write_all(&mut out, text.as_bytes())?;
+        std::io::Write::flush(&mut out)
+    }
+
     /// Bytes per post on disk (after compaction when measured).
     pub fn bytes_per_post(&self) -> Option<f64> {
         let bytes = self.disk_bytes_compacted.or(self.disk_bytes)?;

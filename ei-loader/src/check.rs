@@ -9,6 +9,7 @@ use ei_server::model::{Field, RawTransaction, Transaction};
 use ei_server::operation::WriteOperation;
 use ei_server::rules::{validate_transactions, EiError, RulesConfig};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 /// Why a check could not finish (not a finding about a record).
@@ -18,6 +19,9 @@ pub enum CheckError {
     Input(#[from] InputError),
     #[error("duplicate detection failed (temporary files): {0}")]
     Spill(std::io::Error),
+    /// The caller's `on_finding` asked to stop (its output is gone).
+    #[error("the check was stopped by its caller")]
+    Stopped,
 }
 
 /// One problem with the load.
@@ -104,12 +108,13 @@ fn quoted(m: &str) -> Option<String> {
 }
 
 /// Checks the whole load, calling `on_finding` for each problem (invalid records in
-/// input order, then duplicates).
+/// input order, then duplicates); `on_finding` breaking stops the check early with
+/// [`CheckError::Stopped`].
 pub fn check(
     inputs: &[PathBuf],
     rules: &RulesConfig,
     run_len: usize,
-    mut on_finding: impl FnMut(&Finding),
+    mut on_finding: impl FnMut(&Finding) -> ControlFlow<()>,
 ) -> Result<CheckReport, CheckError> {
     let mut report = CheckReport::default();
     let mut dups = DupFinder::with_run_len(run_len);
@@ -119,11 +124,11 @@ pub fn check(
             Item::Record { at, tx, .. } => (at, tx),
             Item::Unreadable { at, message, .. } => {
                 report.invalid += 1;
-                on_finding(&Finding::Invalid {
+                go_on(on_finding(&Finding::Invalid {
                     at,
                     field: None,
                     message,
-                });
+                }))?;
                 continue;
             }
         };
@@ -139,18 +144,33 @@ pub fn check(
             }
             Err(bad) => {
                 report.invalid += 1;
-                on_finding(&Finding::Invalid {
+                go_on(on_finding(&Finding::Invalid {
                     at,
                     field: bad.field,
                     message: bad.text,
-                });
+                }))?;
             }
         }
     }
+    // The merge of the sorted runs goes on after a stop, but reports nothing more.
+    let mut stopped = false;
     report.duplicates = dups
-        .finish(|d| on_finding(&Finding::Duplicate(d)))
+        .finish(|d| {
+            stopped = stopped || on_finding(&Finding::Duplicate(d)).is_break();
+        })
         .map_err(CheckError::Spill)?;
+    if stopped {
+        return Err(CheckError::Stopped);
+    }
     Ok(report)
+}
+
+/// `Stopped` when the caller broke.
+fn go_on(flow: ControlFlow<()>) -> Result<(), CheckError> {
+    match flow {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(CheckError::Stopped),
+    }
 }
 
 fn count_valid(report: &mut CheckReport, t: &Transaction) {
@@ -203,7 +223,11 @@ mod tests {
         );
         let rules = crate::config::rules_for("ei-hsa", &["ei-hsa".into()]);
         let mut found = Vec::new();
-        let report = check(&[a, b], &rules, 1, |f| found.push(f.clone())).unwrap();
+        let report = check(&[a.clone(), b.clone()], &rules, 1, |f| {
+            found.push(f.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(
             (
                 report.records,
@@ -240,5 +264,12 @@ mod tests {
             report.per_source.get(&("SS2".into(), "DC1".into())),
             Some(&1)
         );
+        let mut seen = 0;
+        let stopped = check(&[a, b], &rules, 1, |_| {
+            seen += 1;
+            ControlFlow::Break(())
+        });
+        assert!(matches!(stopped, Err(CheckError::Stopped)), "{stopped:?}");
+        assert_eq!(seen, 1, "nothing is reported after the caller stops");
     }
 }

@@ -1,8 +1,10 @@
 //! The report: one [`Report`] value holds every number; [`markdown`] renders it for a
 //! förstudie, `serde_json` for machines (same numbers, same names), and [`svg`] draws
-//! latency percentiles and throughput against offered load.
+//! latency percentiles and throughput against offered load; [`publish`] puts it where
+//! the command line asked.
 
 pub mod markdown;
+pub mod publish;
 pub mod svg;
 
 use crate::file::{FlowRow, GrundRow};
