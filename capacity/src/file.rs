@@ -24,8 +24,8 @@
 //! pause_ms = 5000
 //! ```
 
-use ei_server::operation::Operation;
 use ei_server::model::Field;
+use ei_server::operation::Operation;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -370,13 +370,13 @@ impl<'a> Row<'a> {
     fn contract(&mut self, field: &'static str) -> Result<Operation, PlanError> {
         let name = self.text(field)?;
         Operation::from_name(&name).ok_or_else(|| {
-                self.err(
-                    field,
-                    format!(
-                        "\"{name}\" is not a contract: use Update, FindContent or ProcessNotification"
-                    ),
-                )
-            })
+            self.err(
+                field,
+                format!(
+                    "\"{name}\" is not a contract: use Update, FindContent or ProcessNotification"
+                ),
+            )
+        })
     }
 
     fn opt_number(&mut self, field: &'static str) -> Result<Option<f64>, PlanError> {

@@ -6,8 +6,8 @@
 //! seeded residents, or a default range) is shared by all flow rows.
 
 use ei_server::codec;
-use ei_server::operation::{Operation, WriteOperation};
 use ei_server::model::{Field, RawEngagement, RawTransaction};
+use ei_server::operation::{Operation, WriteOperation};
 use ei_server::rules::{self, RulesConfig};
 
 /// The service domain every generated post and look-up uses.
@@ -103,17 +103,15 @@ impl Bodies {
 
     /// An Update or ProcessNotification call with these posts, checked by the
     /// server's rules (an error here means the plan cannot produce valid traffic).
-    pub fn write(
-        &self,
-        op: WriteOperation,
-        posts: &[Post<'_>],
-    ) -> Result<Request, rules::EiError> {
+    pub fn write(&self, op: WriteOperation, posts: &[Post<'_>]) -> Result<Request, rules::EiError> {
         let now = ei_server::clock::now().to_string();
         let raws: Vec<RawTransaction> = posts.iter().map(|p| p.raw(&now)).collect();
         let txs = match op {
-            WriteOperation::ProcessNotification => {
-                rules::validate_transactions(&self.rules, WriteOperation::ProcessNotification, raws)?
-            }
+            WriteOperation::ProcessNotification => rules::validate_transactions(
+                &self.rules,
+                WriteOperation::ProcessNotification,
+                raws,
+            )?,
             WriteOperation::Update => {
                 rules::validate_update(&self.rules, Some(&self.rules.own_hsa_id), raws)?
             }

@@ -266,7 +266,13 @@ mod tests {
     fn notify(view: &mut MapView, t: RawTransaction, now: &str) -> Outcome {
         let cfg = RulesConfig::new(OWN, "p");
         let txs = validate_notification(&cfg, vec![t]).unwrap();
-        let Ok(o) = apply(WriteOperation::ProcessNotification, OWN, &txs, ts(now), view);
+        let Ok(o) = apply(
+            WriteOperation::ProcessNotification,
+            OWN,
+            &txs,
+            ts(now),
+            view,
+        );
         o
     }
 

@@ -2,11 +2,11 @@
 //! table ([`EiError::wire`]) that maps every error to its EI code, exact text and
 //! SOAP fault code. No I/O here: the server, the loader and the tests all call these.
 
-use crate::operation::WriteOperation;
 use crate::model::{
     Action, Engagement, EngagementKey, Field, FindQuery, RawEngagement, RawFindContent,
     RawTransaction, Timestamp, Transaction,
 };
+use crate::operation::WriteOperation;
 
 /// Most transactions one Update/ProcessNotification may carry.
 pub const MAX_TRANSACTIONS: usize = 1000;

@@ -8,10 +8,10 @@ pub mod publish;
 pub mod svg;
 
 use crate::file::{FlowRow, GrundRow};
-use ei_server::operation::Operation;
 use crate::loadgen::StreamResult;
 use crate::seed::SeedResult;
 use crate::stats::{Percentiles, Tally};
+use ei_server::operation::Operation;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

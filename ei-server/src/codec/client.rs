@@ -316,7 +316,7 @@ mod tests {
                 ..
             } => assert_eq!(
                 (operation, logical_address.as_deref()),
-                (Operation::ProcessNotification, Some("SE1"))
+                (WriteOperation::ProcessNotification, Some("SE1"))
             ),
             other => panic!("{other:?}"),
         }
@@ -332,8 +332,13 @@ mod tests {
         let ok = result(ResultCode::Ok, None);
         assert_eq!(classify_write(200, &ok), Outcome::Ok(None));
         let info = result(ResultCode::Info, Some("noted"));
-        assert_eq!(classify_write(200, &info), Outcome::Ok(Some("noted".into())));
-        let unknown = String::from_utf8(ok.clone()).unwrap().replace(">OK<", ">DONE<");
+        assert_eq!(
+            classify_write(200, &info),
+            Outcome::Ok(Some("noted".into()))
+        );
+        let unknown = String::from_utf8(ok.clone())
+            .unwrap()
+            .replace(">OK<", ">DONE<");
         assert!(matches!(
             classify_write(200, unknown.as_bytes()),
             Outcome::Unreadable { .. }

@@ -207,7 +207,10 @@ fn write_request_round_trips_through_the_reader() {
     let mut out = String::new();
     write_write_request(&mut out, WriteOperation::Update, "5565594230", &txs);
     let (op, la, raw) = parse_write(&out);
-    assert_eq!((op, la.as_deref()), (WriteOperation::Update, Some("5565594230")));
+    assert_eq!(
+        (op, la.as_deref()),
+        (WriteOperation::Update, Some("5565594230"))
+    );
     let back = validate_update(
         &RulesConfig::new("5565594230", "p"),
         Some("5565594230"),

@@ -40,12 +40,7 @@ impl TryFrom<&str> for ResultCode {
 
 /// `UpdateResponse` / `ProcessNotificationResponse`, with the responder namespace bound
 /// to `ns2` (deployed clients match `<ns2:ResultCode>OK</ns2:ResultCode>` literally).
-pub fn write_result(
-    out: &mut String,
-    op: WriteOperation,
-    code: ResultCode,
-    comment: Option<&str>,
-) {
+pub fn write_result(out: &mut String, op: WriteOperation, code: ResultCode, comment: Option<&str>) {
     let name = match op {
         WriteOperation::Update => "UpdateResponse",
         WriteOperation::ProcessNotification => "ProcessNotificationResponse",

@@ -134,7 +134,11 @@ async fn notification_owner_change_keeps_count() {
     moved.engagement.set(Field::Owner, "other");
     let txs = validate_notification(&RulesConfig::new(OWN, "p"), vec![moved]).unwrap();
     let changes = store
-        .write(WriteOperation::ProcessNotification, txs, ts("20261122110000"))
+        .write(
+            WriteOperation::ProcessNotification,
+            txs,
+            ts("20261122110000"),
+        )
         .await
         .unwrap();
     assert!(matches!(changes[0].kind, ChangeKind::OwnerChanged { .. }));
