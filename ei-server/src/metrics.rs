@@ -2,6 +2,7 @@
 //! text format. Lock-free on the hot path (atomics), except the per-code request
 //! counters, which take a short mutex.
 
+use crate::operation::Operation;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -61,9 +62,32 @@ impl Histogram {
     }
 }
 
+/// A label value as the Prometheus text format needs it: `\\`, `"` and newline
+/// escaped (the only three the format escapes). Values that reach `/metrics` from
+/// outside (a subscriber's logical address from the registry) go through this, so
+/// no value can end its label early and break the whole scrape.
+pub struct LabelValue<'a>(pub &'a str);
+
+impl std::fmt::Display for LabelValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
 /// Everything `/metrics` reports.
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Indexed by [`Operation::index`].
     latency: [Histogram; 3],
     pub inserted: AtomicU64,
     pub updated: AtomicU64,
@@ -74,9 +98,6 @@ pub struct Metrics {
     batch_requests: Histogram,
     batch_engagements: Histogram,
 }
-
-/// The services, as metric labels.
-pub const SERVICES: [&str; 3] = ["Update", "ProcessNotification", "FindContent"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -100,15 +121,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one finished request: its service (one of [`SERVICES`]), its outcome
+    /// Records one finished request: its operation (the `service` label), its outcome
     /// (`OK`, an EI code, or `header`) and how long it took.
-    pub fn request(&self, service: &'static str, outcome: &'static str, elapsed: Duration) {
+    pub fn request(&self, op: Operation, outcome: &'static str, elapsed: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((service, outcome)).or_default() += 1;
+            *m.entry((op.name(), outcome)).or_default() += 1;
         }
-        if let Some(i) = SERVICES.iter().position(|s| *s == service) {
-            self.latency[i].observe(elapsed.as_secs_f64());
-        }
+        self.latency[op.index()].observe(elapsed.as_secs_f64());
     }
 
     /// Records one group commit (one WAL fsync) of `requests` requests writing
@@ -132,11 +151,11 @@ impl Metrics {
             }
         }
         out.push_str("# HELP ei_request_duration_seconds Request latency by service.\n# TYPE ei_request_duration_seconds histogram\n");
-        for (s, h) in SERVICES.iter().zip(&self.latency) {
+        for (op, h) in Operation::ALL.iter().zip(&self.latency) {
             h.render(
                 &mut out,
                 "ei_request_duration_seconds",
-                &format!("service=\"{s}\""),
+                &format!("service=\"{}\"", op.name()),
             );
         }
         out.push_str("# HELP ei_engagements_changed_total Effective changes written, by kind.\n# TYPE ei_engagements_changed_total counter\n");
@@ -179,8 +198,8 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.request("Update", "OK", Duration::from_micros(300));
-        m.request("Update", "EI004", Duration::from_millis(3));
+        m.request(Operation::Update, "OK", Duration::from_micros(300));
+        m.request(Operation::Update, "EI004", Duration::from_millis(3));
         m.group_commit(3, 1500);
         let text = m.render(&[("ei_engagements", "Posts.", 7.0)]);
         assert!(text.contains("ei_requests_total{service=\"Update\",outcome=\"OK\"} 1"));
@@ -195,5 +214,24 @@ mod tests {
         assert!(text.contains("ei_store_group_commits_total 1"));
         assert!(text.contains("ei_store_batch_requests_bucket{le=\"4\"} 1"));
         assert!(text.contains("ei_engagements 7"));
+    }
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline() {
+        assert_eq!(
+            LabelValue("SE2321000016-15CQ").to_string(),
+            "SE2321000016-15CQ"
+        );
+        assert_eq!(
+            LabelValue("a\"b\\c\nd").to_string(),
+            "a\\\"b\\\\c\\nd",
+            "quote, backslash and newline are escaped"
+        );
+        assert_eq!(LabelValue("\"\"\n").to_string(), "\\\"\\\"\\n");
+        assert_eq!(
+            LabelValue("åäö\t").to_string(),
+            "åäö\t",
+            "nothing else is touched"
+        );
     }
 }

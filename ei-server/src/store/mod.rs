@@ -15,17 +15,19 @@
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
 
+mod internals;
 mod outbox;
 pub mod schema;
 mod writer;
 
+pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::DeadLetter;
 use writer::{Message, WriteJob, Writer};
 
 use crate::apply::Change;
 use crate::metrics::Metrics;
 use crate::model::{Engagement, FindQuery, PostRef, Timestamp, Transaction};
-use crate::rules::WriteService;
+use crate::operation::WriteOperation;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
@@ -98,6 +100,8 @@ pub struct Store {
     metrics: Arc<Metrics>,
     /// The next outbox sequence number, published after each commit.
     commits: tokio::sync::watch::Receiver<u64>,
+    /// Write requests queued and not yet taken by the writer.
+    queued: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -114,7 +118,9 @@ impl Store {
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
         let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
         let own_hsa_id = options.own_hsa_id.clone();
+        let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            queued: queued.clone(),
             db: db.clone(),
             options,
             count: count.clone(),
@@ -137,6 +143,7 @@ impl Store {
             count,
             metrics,
             commits,
+            queued,
         })
     }
 
@@ -144,7 +151,7 @@ impl Store {
     /// changes with their final timestamps.
     pub async fn write(
         &self,
-        service: WriteService,
+        service: WriteOperation,
         transactions: Vec<Transaction>,
         now: Timestamp,
     ) -> Result<Vec<Change>, Arc<StoreError>> {
@@ -158,12 +165,14 @@ impl Store {
             span: tracing::Span::current(),
             reply,
         };
-        self.queue
-            .try_send(Message::Write(job))
-            .map_err(|e| match e {
-                mpsc::TrySendError::Full(_) => Arc::new(StoreError::Busy),
-                mpsc::TrySendError::Disconnected(_) => Arc::new(StoreError::Closed),
-            })?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.queue.try_send(Message::Write(job)) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Arc::new(match e {
+                mpsc::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            }));
+        }
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);
         Ok(changes)
@@ -216,6 +225,11 @@ impl Store {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Write requests waiting for the writer thread (not yet in a group commit).
+    pub fn queue_depth(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Bytes on disk: SST files plus WAL and other files in the data directory.
     pub fn size_on_disk(&self) -> u64 {
         dir_size(&self.path)
@@ -248,12 +262,12 @@ impl Store {
 
 /// The store keys a request reads: its own keys and, for ProcessNotification, the
 /// same keys owned by this index (a possible owner change); sorted and unique.
-fn read_keys(service: WriteService, own: &str, txs: &[Transaction]) -> Vec<Vec<u8>> {
+fn read_keys(service: WriteOperation, own: &str, txs: &[Transaction]) -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = txs
         .iter()
         .map(|t| schema::encode_key(&t.engagement.key))
         .collect();
-    if service == WriteService::ProcessNotification {
+    if service == WriteOperation::ProcessNotification {
         keys.extend(
             txs.iter()
                 .map(|t| schema::encode_key(&t.engagement.key.with_owner(own))),

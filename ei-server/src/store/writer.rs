@@ -6,7 +6,7 @@ use super::{outbox, schema, StoreError, StoreOptions};
 use crate::apply::{apply, Change, ChangeKind, Mutation, View};
 use crate::metrics::Metrics;
 use crate::model::{Engagement, EngagementKey, Timestamp, Transaction};
-use crate::rules::WriteService;
+use crate::operation::WriteOperation;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub(super) struct WriteJob {
-    pub(super) service: WriteService,
+    pub(super) service: WriteOperation,
     pub(super) transactions: Vec<Transaction>,
     /// The store keys the request will read, sorted and unique, encoded by the
     /// caller so the writer thread does not have to.
@@ -44,6 +44,8 @@ pub(super) struct Writer {
     /// The next outbox sequence number.
     pub(super) next_seq: u64,
     pub(super) commits: tokio::sync::watch::Sender<u64>,
+    /// Requests queued and not yet taken (the store's queue depth).
+    pub(super) queued: Arc<AtomicU64>,
 }
 
 /// A group's work before it is written.
@@ -191,6 +193,7 @@ impl Writer {
                 }
             }
             if !jobs.is_empty() {
+                self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
                 self.commit_group(jobs);
             }
         }
