@@ -1,6 +1,5 @@
 //! ei-loader's integration tests, one binary (RocksDB is linked once): the real index
-//! in-process through [`ei_server::harness`], the loader as a library and as its
-//! built binary, a module per area.
+//! in-process, the loader as a library and as its built binary, a module per area.
 
 mod cli;
 mod common;

@@ -4,3 +4,4 @@
 mod durability;
 mod notify_crash;
 mod soap_client;
+mod supervision;
