@@ -3,9 +3,7 @@
 //! from the registry is called, with the build, process, writer queue and RocksDB
 //! families.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_server::config::RegistryConfig;
 
 /// Checks one sample line of the Prometheus text format strictly: a metric name, an
@@ -237,7 +235,7 @@ async fn metrics_show_build_process_writer_queue_and_rocksdb_internals() {
 }
 
 /// The packaged `/etc/ei/ei.toml` (ei-server/debian/ei.toml).
-const CONFFILE: &str = include_str!("../debian/ei.toml");
+const CONFFILE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/debian/ei.toml"));
 
 /// The conffile's commented `# key = value` lines of the top level and of
 /// `[notifications]` (not its example subscriber and registry tables), uncommented;
