@@ -2,6 +2,7 @@
 //! in-process on `127.0.0.1:0`, a module per area.
 
 mod common;
+mod frontdoor;
 mod http;
 mod model;
 mod notify;

@@ -3,5 +3,6 @@
 
 mod durability;
 mod notify_crash;
+mod shutdown;
 mod soap_client;
 mod supervision;

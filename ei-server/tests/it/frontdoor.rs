@@ -2,9 +2,7 @@
 //! characters, a second operation, broken attributes, the 1001st transaction, echoed
 //! input, the WSDL's host, the header fault before the body).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const OK_POST: [(&str, &str, Option<&str>); 1] = [("191212121212", "voo", None)];
 
