@@ -12,8 +12,11 @@
 //!
 //! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
 //! [`notify`] (subscribers, delivery, admin endpoints),
-//! [`service`] (the three services), [`http`] (axum), [`config`] and [`server`]
-//! (`run(listener, config, shutdown)`).
+//! [`service`] (the three services), [`http`] (axum), [`ops_admin`] (write lock,
+//! backup, statistics on the admin listener), [`config`] and [`server`]
+//! (`run(listener, config, shutdown)`), [`transfer`] (export, import and the Java
+//! index's MySQL export) and [`cli`] (the `ei-server` command line and its
+//! subcommands).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -26,14 +29,20 @@ pub mod rules;
 pub mod wsdl;
 
 #[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod notify;
 #[cfg(feature = "server")]
+pub mod ops_admin;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod transfer;

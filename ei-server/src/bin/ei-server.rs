@@ -1,15 +1,27 @@
-//! `ei-server`: parses the configuration, sets up logging, binds, and runs the server
-//! until SIGTERM or Ctrl-C.
+//! `ei-server`: parses the command line; without a subcommand it loads the
+//! configuration, sets up logging, binds, and runs the server until SIGTERM or
+//! Ctrl-C; a subcommand (export, import, restore) runs through `ei_server::cli`.
 
 use anyhow::Context;
 use clap::Parser;
-use ei_server::config::{Args, Config, LogFormat};
+use ei_server::cli::Cli;
+use ei_server::config::{Config, LogFormat};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match Config::load(&args) {
+    let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        init_logging(LogFormat::Text);
+        return match ei_server::cli::run(command) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("ei-server: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let config = match Config::load(&cli.serve) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ei-server: {e}");
