@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        init_logging(LogFormat::Text);
+        // The subcommands report on stderr themselves: only warnings are logged.
+        init_logging(LogFormat::Text, "warn");
         return match ei_server::cli::run(command) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    init_logging(config.log_format);
+    init_logging(config.log_format, "info");
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,8 +40,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours only on a terminal (and not when NO_COLOR is set).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
