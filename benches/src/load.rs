@@ -9,7 +9,7 @@ use crate::raw;
 use crate::report::{PhaseRow, Report};
 use anyhow::Context;
 use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
-use ei_server::codec::Operation;
+use ei_server::operation::Operation;
 use ei_server::wsdl::endpoint_path;
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
@@ -143,7 +143,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         next_mrc: AtomicU64::new(0),
     });
     wait_ready(&ctx).await?;
-    let mut report = Report::new(&plan);
+    let (target, wal_sync) = match &plan.target {
+        Target::InProcess { wal_sync, .. } => ("in-process".to_owned(), Some(*wal_sync)),
+        Target::Url { base, .. } => (base.clone(), None),
+    };
+    let mut report = Report::new(target, wal_sync, plan.preload_posts);
     report.rows = phases(&ctx, &plan).await?;
     report.index_posts = status_posts(&ctx).await.ok();
     report.peak_rss_bytes = raw::peak_rss(pid);

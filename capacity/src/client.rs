@@ -3,7 +3,7 @@
 
 use crate::workload::Request;
 use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
-use ei_server::codec::Operation;
+use ei_server::operation::Operation;
 use ei_server::wsdl::endpoint_path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -156,11 +156,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use ei_server::codec;
+    use ei_server::operation::WriteOperation;
 
     #[test]
     fn judges_replies() {
         let mut ok = String::new();
-        codec::write_result(&mut ok, Operation::Update, codec::ResultCode::Ok, None);
+        codec::write_result(&mut ok, WriteOperation::Update, codec::ResultCode::Ok, None);
         assert_eq!(judge(Operation::Update, 200, ok.as_bytes()), Ok(()));
         assert_eq!(
             judge(Operation::Update, 502, ok.as_bytes()),
@@ -173,7 +174,7 @@ mod tests {
         assert!(e.to_string().contains("EI002: same key"), "{e}");
         let mut err = String::new();
         let code = codec::ResultCode::Error;
-        codec::write_result(&mut err, Operation::Update, code, Some("EI004"));
+        codec::write_result(&mut err, WriteOperation::Update, code, Some("EI004"));
         let e = judge(Operation::Update, 200, err.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), "result-error");
         let mut found = String::new();

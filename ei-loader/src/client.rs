@@ -236,7 +236,6 @@ fn unusable<T>(outcome: Outcome<T>) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ei_server::codec::Operation;
 
     fn fault(code: &str, text: &str) -> Vec<u8> {
         let mut out = String::new();
@@ -249,7 +248,7 @@ mod tests {
         let mut ok = String::new();
         ei_server::codec::write_result(
             &mut ok,
-            Operation::Update,
+            WriteOperation::Update,
             ei_server::codec::ResultCode::Ok,
             None,
         );
@@ -286,7 +285,7 @@ mod tests {
         let mut err = String::new();
         ei_server::codec::write_result(
             &mut err,
-            Operation::Update,
+            WriteOperation::Update,
             ei_server::codec::ResultCode::Error,
             Some("EI004: bad"),
         );

@@ -3,8 +3,9 @@
 //! three; [`WriteOperation`] is the two that write, so a write can never claim to be
 //! a FindContent.
 
-/// The three operations, named by the request body's root element.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The three operations, named by the request body's root element (serialized by
+/// that name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Operation {
     Update,
     ProcessNotification,

@@ -13,7 +13,7 @@
 
 use super::registry::{read_logical_addressees, AddresseeRecord};
 use super::reply::{parse_reply, Reply};
-use super::{write, CodecError, Operation, WriteOperation};
+use super::{write, CodecError, Operation, ResultCode, WriteOperation};
 use crate::model::{RawEngagement, Transaction};
 use std::fmt;
 
@@ -61,10 +61,9 @@ impl SoapCall {
         txs: &[Transaction],
         correlation_id: impl Into<String>,
     ) -> SoapCall {
-        let operation = operation.operation();
         let mut body = String::with_capacity(600 + txs.len() * 900);
         write::write_write_request(&mut body, operation, logical_address, txs);
-        SoapCall::with_body(url, operation, correlation_id, body)
+        SoapCall::with_body(url, operation.operation(), correlation_id, body)
     }
 
     /// A FindContent with the set fields of `query`.
@@ -204,10 +203,9 @@ pub fn classify_write(status: u16, body: &[u8]) -> Outcome<Option<String>> {
         status,
         body,
         parse_reply(body).map(|reply| match reply {
-            Reply::Result { code, comment } => match code.as_str() {
-                "OK" | "INFO" => Read::Expected(comment),
-                "ERROR" => Read::Refused(comment.unwrap_or_default()),
-                other => Read::Other(format!("ResultCode {other:?} is not OK, INFO or ERROR")),
+            Reply::Result { code, comment } => match code {
+                ResultCode::Ok | ResultCode::Info => Read::Expected(comment),
+                ResultCode::Error => Read::Refused(comment.unwrap_or_default()),
             },
             Reply::Fault { code, message } => Read::Fault(code, message),
             Reply::Engagements(_) => Read::Other("a FindContentResponse to a write".into()),
@@ -223,9 +221,10 @@ pub fn classify_find_content(status: u16, body: &[u8]) -> Outcome<Vec<RawEngagem
         parse_reply(body).map(|reply| match reply {
             Reply::Engagements(e) => Read::Expected(e),
             Reply::Fault { code, message } => Read::Fault(code, message),
-            Reply::Result { code, .. } => {
-                Read::Other(format!("a ResultCode {code} reply to FindContent"))
-            }
+            Reply::Result { code, .. } => Read::Other(format!(
+                "a ResultCode {} reply to FindContent",
+                code.as_str()
+            )),
         }),
     )
 }
@@ -271,11 +270,11 @@ fn judge<T>(status: u16, body: &[u8], read: Result<Read<T>, CodecError>) -> Outc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{write_fault, write_find_content_response, write_result, ResultCode};
+    use crate::codec::{write_fault, write_find_content_response, write_result};
 
     fn result(code: ResultCode, comment: Option<&str>) -> Vec<u8> {
         let mut out = String::new();
-        write_result(&mut out, Operation::Update, code, comment);
+        write_result(&mut out, WriteOperation::Update, code, comment);
         out.into_bytes()
     }
 
@@ -317,7 +316,7 @@ mod tests {
                 ..
             } => assert_eq!(
                 (operation, logical_address.as_deref()),
-                (Operation::ProcessNotification, Some("SE1"))
+                (WriteOperation::ProcessNotification, Some("SE1"))
             ),
             other => panic!("{other:?}"),
         }
@@ -332,10 +331,18 @@ mod tests {
     fn classifies_write_replies() {
         let ok = result(ResultCode::Ok, None);
         assert_eq!(classify_write(200, &ok), Outcome::Ok(None));
-        let info = String::from_utf8(ok.clone())
+        let info = result(ResultCode::Info, Some("noted"));
+        assert_eq!(
+            classify_write(200, &info),
+            Outcome::Ok(Some("noted".into()))
+        );
+        let unknown = String::from_utf8(ok.clone())
             .unwrap()
-            .replace(">OK<", ">INFO<");
-        assert_eq!(classify_write(200, info.as_bytes()), Outcome::Ok(None));
+            .replace(">OK<", ">DONE<");
+        assert!(matches!(
+            classify_write(200, unknown.as_bytes()),
+            Outcome::Unreadable { .. }
+        ));
         assert_eq!(
             classify_write(500, &ok),
             Outcome::Status {

@@ -44,7 +44,7 @@ pub const FIND_CONTENT_NS: &str = Operation::FindContent.namespace();
 pub enum Request {
     /// Update or ProcessNotification: the header's LogicalAddress and the transactions.
     Write {
-        operation: Operation,
+        operation: WriteOperation,
         logical_address: Option<String>,
         transactions: Vec<RawTransaction>,
     },
@@ -52,6 +52,16 @@ pub enum Request {
         logical_address: Option<String>,
         query: Box<RawFindContent>,
     },
+}
+
+impl Request {
+    /// The operation the body asks for.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::Write { operation, .. } => operation.operation(),
+            Request::FindContent { .. } => Operation::FindContent,
+        }
+    }
 }
 
 /// Why a body could not be read. The text goes into an EI000 fault.
@@ -69,6 +79,8 @@ pub enum CodecError {
     NotSoap(String),
     #[error("the SOAP body holds no {0} request")]
     NoOperation(String),
+    #[error("unknown ResultCode {0:?} (the contract has OK, INFO and ERROR)")]
+    ResultCode(String),
 }
 
 /// Maps a quick-xml error into ours.

@@ -1,7 +1,7 @@
 //! Reading replies and faults (for clients of the services: the loader, the
 //! notifier, tests), through one element loop that the registry's reader shares.
 
-use super::{resolve_reference, xml_err, CodecError};
+use super::{resolve_reference, xml_err, CodecError, ResultCode};
 use crate::model::{Field, RawEngagement};
 use quick_xml::events::Event;
 use quick_xml::NsReader;
@@ -10,7 +10,7 @@ use quick_xml::NsReader;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     Result {
-        code: String,
+        code: ResultCode,
         comment: Option<String>,
     },
     Engagements(Vec<RawEngagement>),
@@ -133,7 +133,9 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, CodecError> {
     if is_find {
         return Ok(Reply::Engagements(engagements));
     }
-    result
-        .map(|code| Reply::Result { code, comment })
-        .ok_or_else(|| CodecError::NoOperation("reply".into()))
+    let code = result.ok_or_else(|| CodecError::NoOperation("reply".into()))?;
+    Ok(Reply::Result {
+        code: ResultCode::try_from(code.as_str())?,
+        comment,
+    })
 }

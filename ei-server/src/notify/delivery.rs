@@ -7,7 +7,7 @@
 
 use super::subscriber::Subscriber;
 use super::NotifyMetrics;
-use crate::codec::{self, Operation, Reply};
+use crate::codec::{self, Reply, ResultCode, WriteOperation};
 use crate::config::NotificationConfig;
 use crate::model::{Engagement, Transaction};
 use crate::store::schema::{self, OutboxEntry};
@@ -238,7 +238,7 @@ impl Delivery {
         let la = &self.subscriber.logical_address;
         let txs: Vec<Transaction> = batch.iter().map(to_transaction).collect();
         let mut body = String::with_capacity(600 + txs.len() * 900);
-        codec::write_write_request(&mut body, Operation::ProcessNotification, la, &txs);
+        codec::write_write_request(&mut body, WriteOperation::ProcessNotification, la, &txs);
         let correlation = format!("ei-notify-{la}-{id}-{attempt}");
         let started = Instant::now();
         let sent = self
@@ -290,8 +290,10 @@ impl Delivery {
 /// Reads a subscriber's answer: OK, ResultCode=ERROR, or a failure to retry.
 fn judge(status: u16, body: &[u8]) -> CallOutcome {
     match codec::parse_reply(body) {
-        Ok(Reply::Result { code, .. }) if status == 200 && code == "OK" => CallOutcome::Delivered,
-        Ok(Reply::Result { code, comment }) if status == 200 && code == "ERROR" => {
+        Ok(Reply::Result { code, .. }) if status == 200 && code == ResultCode::Ok => {
+            CallOutcome::Delivered
+        }
+        Ok(Reply::Result { code, comment }) if status == 200 && code == ResultCode::Error => {
             CallOutcome::Refused(comment.unwrap_or_default())
         }
         Ok(Reply::Fault { code, message }) => {
@@ -332,7 +334,7 @@ mod tests {
         let mut ok = String::new();
         codec::write_result(
             &mut ok,
-            Operation::ProcessNotification,
+            WriteOperation::ProcessNotification,
             codec::ResultCode::Ok,
             None,
         );
@@ -340,7 +342,7 @@ mod tests {
         let mut err = String::new();
         codec::write_result(
             &mut err,
-            Operation::ProcessNotification,
+            WriteOperation::ProcessNotification,
             codec::ResultCode::Error,
             Some("no"),
         );

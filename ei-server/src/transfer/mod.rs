@@ -10,7 +10,8 @@ pub mod import;
 pub mod mysql;
 
 use crate::model::{Engagement, Field, RawTransaction};
-use crate::rules::{validate_transactions, EiError, RulesConfig, WriteService};
+use crate::operation::WriteOperation;
+use crate::rules::{validate_transactions, EiError, RulesConfig};
 use std::path::Path;
 
 /// The column/key that carries a transaction's deleteFlag (ei-loader's files).
@@ -194,7 +195,7 @@ pub fn validate(rules: &RulesConfig, tx: RawTransaction) -> Result<Engagement, R
             "a delete cannot be imported (import loads posts into an empty index)".to_owned(),
         ));
     }
-    match validate_transactions(rules, WriteService::ProcessNotification, vec![tx]) {
+    match validate_transactions(rules, WriteOperation::ProcessNotification, vec![tx]) {
         Ok(mut v) => Ok(v.pop().expect("one transaction in, one out").engagement),
         Err(e) => Err(refusal(&e)),
     }
