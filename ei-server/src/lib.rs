@@ -14,11 +14,12 @@
 //!
 //! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
 //! [`notify`] (subscribers, delivery, admin endpoints),
-//! [`service`] (the three services), [`http`] (axum), [`ops_admin`] (write lock,
-//! backup, statistics on the admin listener), [`config`] and [`server`]
-//! (`run(listener, config, shutdown)`), [`transfer`] (export, import and the Java
-//! index's MySQL export) and [`cli`] (the `ei-server` command line and its
-//! subcommands).
+//! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
+//! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
+//! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
+//! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
+//! [`transfer`] (export, import and the Java index's MySQL export) and [`cli`] (the
+//! `ei-server` command line and its subcommands).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -41,11 +42,13 @@ pub mod http;
 pub mod notify;
 #[cfg(feature = "server")]
 pub mod ops_admin;
+pub mod scrape;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
+pub mod systemd;
 #[cfg(feature = "server")]
 pub mod transfer;

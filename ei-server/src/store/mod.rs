@@ -18,12 +18,14 @@
 pub mod backup;
 pub mod export;
 pub mod import;
+mod internals;
 mod lock;
 mod outbox;
 pub mod schema;
 pub mod stats;
 mod writer;
 
+pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::DeadLetter;
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
@@ -104,6 +106,8 @@ pub struct Store {
     backup_lock: Mutex<()>,
     /// Posts per sourceSystem, dataController and serviceDomain (the writer keeps it).
     stats: Arc<Mutex<stats::PostStats>>,
+    /// Write requests queued and not yet taken by the writer.
+    queued: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -122,7 +126,9 @@ impl Store {
         let stats = Arc::new(Mutex::new(load_stats(&db)?));
         let (queue, rx) = mpsc::channel();
         let own_hsa_id = options.own_hsa_id.clone();
+        let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            queued: queued.clone(),
             db: db.clone(),
             options,
             count: count.clone(),
@@ -150,6 +156,7 @@ impl Store {
             lock,
             backup_lock: Mutex::new(()),
             stats,
+            queued,
         })
     }
 
@@ -198,9 +205,11 @@ impl Store {
             span: tracing::Span::current(),
             reply,
         };
-        self.queue
-            .send(Message::Write(job))
-            .map_err(|_| Arc::new(StoreError::Closed))?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(Message::Write(job)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Arc::new(StoreError::Closed));
+        }
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);
         Ok(changes)
@@ -251,6 +260,11 @@ impl Store {
     /// The exact number of stored posts.
     pub fn engagement_count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Write requests waiting for the writer thread (not yet in a group commit).
+    pub fn queue_depth(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk: SST files plus WAL and other files in the data directory.

@@ -53,6 +53,8 @@ pub(super) struct Writer {
     pub(super) commits: tokio::sync::watch::Sender<u64>,
     pub(super) lock: Arc<LockState>,
     pub(super) stats: Arc<std::sync::Mutex<PostStats>>,
+    /// Requests queued and not yet taken (the store's queue depth).
+    pub(super) queued: Arc<AtomicU64>,
 }
 
 /// A group's work before it is written.
@@ -214,6 +216,7 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
+                    self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
                     self.commit_group(jobs);
                 }
             }

@@ -1,8 +1,7 @@
 //! The operations kit over HTTP: the write lock (maintenance mode) on the admin
 //! listener, kept across a restart.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
 

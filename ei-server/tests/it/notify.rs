@@ -2,9 +2,7 @@
 //! changes, a subscriber down then back (another unaffected), dead letters and replay,
 //! ResultCode=ERROR, and subscribers from the registry with its cache file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_server::config::{Config, FilterConfig, RegistryConfig, SubscriberConfig};
 use ei_server::model::Field;
 

@@ -1,8 +1,7 @@
 //! The data kit on real stores: export → import round trips, the Java index's MySQL
 //! export, bad lines, backup while writers run → restore, and `/admin/stats`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use ei_server::rules::RulesConfig;
 use ei_server::store::import::ImportOptions;
 use ei_server::transfer::export::export;
