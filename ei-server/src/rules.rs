@@ -74,6 +74,10 @@ fn check_engagement_chars(e: &RawEngagement, delete_flag: Option<&str>) -> Resul
         None => Ok(()),
     }
 }
+/// What a write refused by the write lock is told (after `EI000: … error message: `);
+/// clients recognise a retryable maintenance pause by it.
+pub const MAINTENANCE_TEXT: &str =
+    "index in maintenance: writes are paused by the operator, retry later";
 
 /// Who an error is the fault of, as SOAP 1.1 says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +128,9 @@ pub enum EiError {
     /// nothing was done, the caller should retry later.
     #[error("the index is busy: {0}")]
     Busy(String),
+    /// The operator has paused writes (the write lock); the caller retries later.
+    #[error("index in maintenance")]
+    Maintenance,
 }
 
 /// An error as it goes on the wire.
@@ -201,6 +208,11 @@ impl EiError {
                 Some("EI000"),
                 Server,
                 "A technical error has occurred, error message: the index is busy, retry later; the request was not applied".to_owned(),
+            ),
+            EiError::Maintenance => (
+                Some("EI000"),
+                Server,
+                format!("A technical error has occurred, error message: {MAINTENANCE_TEXT}"),
             ),
             EiError::Internal(_) => (
                 Some("EI000"),
