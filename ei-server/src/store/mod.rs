@@ -17,6 +17,7 @@
 
 pub mod backup;
 pub mod export;
+mod health;
 pub mod import;
 mod internals;
 mod lock;
@@ -25,6 +26,7 @@ pub mod schema;
 pub mod stats;
 mod writer;
 
+pub use health::Health;
 pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::DeadLetter;
 pub use schema::WriteLock;
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
     #[error("the writer queue is full")]
     Busy,
+    /// The database is being reopened after a failure.
+    #[error("the store is recovering from a failed write")]
+    Recovering,
     #[error("index in maintenance: the write lock is on")]
     WriteLocked,
 }
@@ -82,6 +87,9 @@ pub struct StoreOptions {
     /// Most write requests waiting for the writer; a write beyond is refused with
     /// [`StoreError::Busy`] instead of queueing without bound.
     pub writer_queue: usize,
+    /// Free bytes on the data directory's filesystem below which the store reports
+    /// itself unhealthy (and does not try to recover from a failed write).
+    pub min_free_bytes: u64,
 }
 
 impl StoreOptions {
@@ -93,13 +101,15 @@ impl StoreOptions {
             block_cache_bytes: 128 << 20,
             outbox: false,
             writer_queue: 128,
+            min_free_bytes: 0,
         }
     }
 }
 
 /// The open store. Share it behind an `Arc`; call [`Store::close`] once at the end.
 pub struct Store {
-    db: Arc<DB>,
+    db: Arc<health::DbCell>,
+    health: Arc<Health>,
     path: PathBuf,
     queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
@@ -132,11 +142,18 @@ impl Store {
         let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
         let stats = Arc::new(Mutex::new(load_stats(&db)?));
         let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
+        let health = Arc::new(Health::new(path, options.min_free_bytes));
+        let db = Arc::new(health::DbCell::new(
+            Arc::into_inner(db).expect("no other handle exists yet"),
+        ));
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             queued: queued.clone(),
-            db: db.clone(),
+            db: Some(db.get()?),
+            cell: db.clone(),
+            health: health.clone(),
+            path: path.to_owned(),
             options,
             count: count.clone(),
             metrics: metrics.clone(),
@@ -153,6 +170,7 @@ impl Store {
             })?;
         Ok(Store {
             db,
+            health,
             path: path.to_owned(),
             queue,
             own_hsa_id,
@@ -240,7 +258,8 @@ impl Store {
         mut f: impl FnMut(&PostRef<'_>),
     ) -> Result<usize, StoreError> {
         let mut n = 0;
-        for item in self.scan_prefix(schema::CF_ENGAGEMENTS, &schema::query_prefix(q)) {
+        let db = self.db()?;
+        for item in Store::scan_prefix(&db, schema::CF_ENGAGEMENTS, &schema::query_prefix(q)) {
             let (k, v) = item?;
             let [most_recent_content, creation_time, update_time] = schema::decode_times(&v)?;
             let post = PostRef {
@@ -259,12 +278,25 @@ impl Store {
 
     /// Every entry of a column family whose key starts with `prefix` (prefixes end in
     /// a byte below 0xFF, see [`schema::prefix_upper_bound`]).
-    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
-        let cf = self.db.cf_handle(cf).expect("column family exists");
+    fn scan_prefix<'a>(
+        db: &'a DB,
+        cf: &str,
+        prefix: &[u8],
+    ) -> rocksdb::DBIteratorWithThreadMode<'a, DB> {
+        let cf = db.cf_handle(cf).expect("column family exists");
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(prefix));
-        self.db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
+        db.iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
+    }
+
+    /// The open database (the writer may replace it after a failure).
+    fn db(&self) -> Result<Arc<DB>, StoreError> {
+        self.db.get()
+    }
+
+    /// Whether the store can take writes, and why not.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The exact number of stored posts.
@@ -284,8 +316,9 @@ impl Store {
 
     /// A RocksDB integer property (e.g. `rocksdb.estimate-live-data-size`).
     pub fn property(&self, name: &str) -> Option<u64> {
-        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS)?;
-        self.db.property_int_value_cf(cf, name).ok().flatten()
+        let db = self.db().ok()?;
+        let cf = db.cf_handle(schema::CF_ENGAGEMENTS)?;
+        db.property_int_value_cf(cf, name).ok().flatten()
     }
 
     /// The metrics the store updates.
@@ -300,7 +333,7 @@ impl Store {
         if let Some(handle) = handle {
             let _ = self.queue.send(Message::Stop);
             let _ = handle.join();
-            if let Err(e) = self.db.flush_wal(true) {
+            if let Err(e) = self.db().and_then(|db| Ok(db.flush_wal(true)?)) {
                 tracing::error!(error = %e, "flushing the WAL at close failed");
             }
         }

@@ -100,14 +100,13 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let cf = self
-            .db
+        let db = self.db()?;
+        let cf = db
             .cf_handle(schema::CF_OUTBOX)
             .expect("column family exists");
         let start = from.to_be_bytes();
         let mut out = Vec::new();
-        for item in self
-            .db
+        for item in db
             .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
             .take(limit)
         {
@@ -119,14 +118,10 @@ impl Store {
 
     /// A subscriber's cursor (the next sequence number to deliver), if it has one.
     pub fn cursor(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
-        let meta = self
-            .db
-            .cf_handle(schema::CF_META)
-            .expect("column family exists");
-        match self
-            .db
-            .get_pinned_cf(meta, schema::cursor_key(subscriber))?
-        {
+        let db = self.db()?;
+        let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+        let found = db.get_pinned_cf(meta, schema::cursor_key(subscriber))?;
+        match found {
             Some(v) => Ok(Some(seq_of(&v)?)),
             None => Ok(None),
         }
@@ -140,15 +135,12 @@ impl Store {
         to: u64,
         dead: Option<&DeadLetter>,
     ) -> Result<(), StoreError> {
-        let meta = self
-            .db
-            .cf_handle(schema::CF_META)
-            .expect("column family exists");
+        let db = self.db()?;
+        let meta = db.cf_handle(schema::CF_META).expect("column family exists");
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, schema::cursor_key(subscriber), to.to_be_bytes());
         if let Some(d) = dead {
-            let cf = self
-                .db
+            let cf = db
                 .cf_handle(schema::CF_DEAD_LETTERS)
                 .expect("column family exists");
             batch.put_cf(
@@ -164,7 +156,8 @@ impl Store {
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
         let prefix = schema::dead_letter_prefix(subscriber);
         let mut out = Vec::new();
-        for item in self.scan_prefix(schema::CF_DEAD_LETTERS, &prefix) {
+        let db = self.db()?;
+        for item in Store::scan_prefix(&db, schema::CF_DEAD_LETTERS, &prefix) {
             let (k, v) = item?;
             let batch = seq_of(&k[prefix.len()..])?;
             let (error, entries) = schema::decode_dead_letter(&v)?;
@@ -179,8 +172,8 @@ impl Store {
 
     /// Removes one dead-letter batch (after a replay delivered it, or on drop).
     pub fn remove_dead_letter(&self, subscriber: &str, batch: u64) -> Result<(), StoreError> {
-        let cf = self
-            .db
+        let db = self.db()?;
+        let cf = db
             .cf_handle(schema::CF_DEAD_LETTERS)
             .expect("column family exists");
         let mut b = WriteBatch::default();
@@ -190,11 +183,11 @@ impl Store {
 
     /// Deletes outbox entries below `below` (every subscriber has passed them).
     pub fn collect_outbox(&self, below: u64) -> Result<(), StoreError> {
+        let db = self.db()?;
         if below == 0 {
             return Ok(());
         }
-        let cf = self
-            .db
+        let cf = db
             .cf_handle(schema::CF_OUTBOX)
             .expect("column family exists");
         let mut b = WriteBatch::default();
@@ -205,6 +198,6 @@ impl Store {
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        Ok(self.db.write_opt(batch, &wo)?)
+        Ok(self.db()?.write_opt(batch, &wo)?)
     }
 }
