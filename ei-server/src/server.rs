@@ -72,7 +72,11 @@ async fn start_notifications(
         config.hsa_id.clone(),
         config.data_dir.clone(),
     )
-    .await;
+    .await
+    .map_err(|source| ServerError::Store {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let listener = TcpListener::bind(n.admin_listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(admin_addr = %addr, "admin listener for notifications");

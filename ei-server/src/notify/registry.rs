@@ -1,7 +1,7 @@
 //! Subscribers from the registry: GetLogicalAddresseesByServiceContract v2, asked for
 //! the ProcessNotification namespace with the platform headers. Each good answer is
 //! written to a local cache file; when the registry cannot be reached the cache file
-//! is used instead.
+//! is used instead ([`super::refresh`] decides). The answer is read with a size cap.
 
 use crate::codec::{self, NOTIFICATION_NS};
 use crate::config::{FilterConfig, RegistryConfig, SubscriberConfig};
@@ -51,30 +51,28 @@ pub async fn fetch(
         .body(body)
         .send()
         .await
-        .map_err(|e| RegistryError::Call(e.to_string()))?;
+        .map_err(|e| RegistryError::Call(super::call::chain(&e)))?;
     let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| RegistryError::Call(e.to_string()))?;
     if !status.is_success() {
         return Err(RegistryError::Call(format!("HTTP {status}")));
     }
+    let bytes = super::call::read_capped(resp, cfg.max_response_bytes)
+        .await
+        .map_err(RegistryError::Call)?;
     let records = codec::parse_logical_addressees_response(&bytes)
         .map_err(|e| RegistryError::Answer(e.to_string()))?;
     Ok(records
         .into_iter()
-        .map(|r| SubscriberConfig {
-            logical_address: r.logical_address,
-            url: None,
-            filters: r
+        .map(|r| {
+            let filters = r
                 .filters
                 .into_iter()
                 .map(|(service_domain, categorizations)| FilterConfig {
                     service_domain,
                     categorizations,
                 })
-                .collect(),
+                .collect();
+            SubscriberConfig::new(&r.logical_address, None, filters)
         })
         .collect())
 }
@@ -115,11 +113,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
         assert!(load_cache(&path).is_none());
-        let subs = vec![SubscriberConfig {
-            logical_address: "SE1".into(),
-            url: None,
-            filters: vec![],
-        }];
+        let subs = vec![SubscriberConfig::new("SE1", None, vec![])];
         save_cache(&path, &subs).unwrap();
         assert_eq!(load_cache(&path).unwrap(), subs);
         std::fs::write(&path, "{").unwrap();

@@ -19,7 +19,7 @@ mod outbox;
 pub mod schema;
 mod writer;
 
-pub use outbox::DeadLetter;
+pub use outbox::{unix_ms, DeadLetter};
 use writer::{Message, WriteJob, Writer};
 
 use crate::apply::Change;
