@@ -345,7 +345,10 @@ impl Config {
         if n.registry.as_ref().is_some_and(|r| r.url.is_empty()) {
             return bad("notifications.registry.url", "must be set");
         }
-        if n.registry.as_ref().is_some_and(|r| r.max_drop_percent > 100) {
+        if n.registry
+            .as_ref()
+            .is_some_and(|r| r.max_drop_percent > 100)
+        {
             return bad("notifications.registry.max_drop_percent", "must be 0..=100");
         }
         for (who, tls) in std::iter::once(("notifications", n.tls())).chain(

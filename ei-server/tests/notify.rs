@@ -357,10 +357,7 @@ async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_
     }
     assert_eq!(entry["dead_letter_batches"], 1, "{entry}");
     assert_eq!(r.call_count(), 1, "ResultCode=ERROR is not retried");
-    assert!(entry["last_error"]
-        .as_str()
-        .unwrap()
-        .contains("no thanks"));
+    assert!(entry["last_error"].as_str().unwrap().contains("no thanks"));
     s.stop().await;
 }
 
@@ -594,7 +591,10 @@ async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delive
         e["dead_letter_transactions"] == 2
     })
     .await;
-    assert_eq!(entry["dead_letter_batches"], 2, "one per refused transaction");
+    assert_eq!(
+        entry["dead_letter_batches"], 2,
+        "one per refused transaction"
+    );
     assert_eq!(entry["dead_lettered"], 2);
     let mut delivered: Vec<String> = r
         .delivered()
@@ -621,7 +621,12 @@ async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delive
     let entry = status_of(&c, &admin, "SE1").await;
     assert_eq!(entry["dead_letter_transactions"], 2, "{entry}");
     assert_eq!(
-        metric(&c, &s, "ei_notify_dead_letter_transactions{subscriber=\"SE1\"}").await,
+        metric(
+            &c,
+            &s,
+            "ei_notify_dead_letter_transactions{subscriber=\"SE1\"}"
+        )
+        .await,
         2.0
     );
     s.stop().await;
@@ -727,7 +732,10 @@ async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
         .await
         .unwrap();
     assert_eq!(resync.status(), 202);
-    wait_status(&c, &admin, "SE-DOWN", "active again", |e| e["state"] == "active").await;
+    wait_status(&c, &admin, "SE-DOWN", "active again", |e| {
+        e["state"] == "active"
+    })
+    .await;
     assert_eq!(
         final_state(&down),
         final_state(&up),
@@ -856,7 +864,8 @@ async fn an_absent_subscriber_keeps_its_backlog_and_suspect_answers_are_not_obey
     let c = reqwest::Client::new();
     let admin = admin(&c, &s).await;
     update(&c, &s, &[("191212121212", "a", None)], false).await;
-    r.wait_until("first change", |r| r.delivered().len() == 1).await;
+    r.wait_until("first change", |r| r.delivered().len() == 1)
+        .await;
 
     // An empty answer drops 100 % of the registry's subscribers: suspect, not obeyed.
     reg.set(Some(vec![]));
@@ -927,7 +936,8 @@ async fn after_the_grace_period_the_drop_is_explicit() {
     let c = reqwest::Client::new();
     let admin = admin(&c, &s).await;
     update(&c, &s, &[("191212121212", "a", None)], false).await;
-    r.wait_until("first change", |r| r.delivered().len() == 1).await;
+    r.wait_until("first change", |r| r.delivered().len() == 1)
+        .await;
     reg.set(Some(vec![]));
     assert_eq!(refresh(&c, &admin, true).await, 200);
     update(&c, &s, &[("191212121212", "missed", None)], false).await;
@@ -1022,28 +1032,30 @@ async fn tls_front(server: tokio_rustls::rustls::ServerConfig, upstream: String)
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let upstream = upstream.clone();
-                    async move {
-                        let headers = req.headers().clone();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let resp = reqwest::Client::new()
-                            .post(upstream)
-                            .headers(headers)
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap();
-                        let status = resp.status().as_u16();
-                        let bytes = resp.bytes().await.unwrap();
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .body(http_body_util::Full::new(bytes))
-                                .unwrap(),
-                        )
-                    }
-                });
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let upstream = upstream.clone();
+                        async move {
+                            let headers = req.headers().clone();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let resp = reqwest::Client::new()
+                                .post(upstream)
+                                .headers(headers)
+                                .body(body)
+                                .send()
+                                .await
+                                .unwrap();
+                            let status = resp.status().as_u16();
+                            let bytes = resp.bytes().await.unwrap();
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Full::new(bytes))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await;
@@ -1059,7 +1071,11 @@ async fn https_delivery_with_a_client_certificate() {
     let pki = pki(dir.path());
     let r = Recorder::start(Mode::Ok).await;
     let url = tls_front(pki.server.clone(), r.url.clone()).await;
-    let (ca, cert, key) = (pki.ca.clone(), pki.client_cert.clone(), pki.client_key.clone());
+    let (ca, cert, key) = (
+        pki.ca.clone(),
+        pki.client_cert.clone(),
+        pki.client_key.clone(),
+    );
     let u = url.clone();
     let mut s = TestServer::start(move |c| {
         fast(c);

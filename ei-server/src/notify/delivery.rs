@@ -177,7 +177,9 @@ impl Delivery {
         match &outcome {
             CallOutcome::Delivered => {
                 self.state.delivered.fetch_add(part.len() as u64, Relaxed);
-                self.metrics.latency.observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .latency
+                    .observe(started.elapsed().as_secs_f64());
                 tracing::debug!(subscriber = %la, correlation_id = %correlation, transactions = part.len(), "notification delivered");
             }
             CallOutcome::Refused(c) => {

@@ -175,11 +175,12 @@ pub fn load_known(store: &Store) -> Result<BTreeMap<String, Member>, StoreError>
     }
     for (la, m) in &out {
         let dead = store.dead_letters(la)?;
-        m.state.dead_letter_batches.store(dead.len() as u64, Relaxed);
-        m.state.dead_letter_transactions.store(
-            dead.iter().map(|d| d.entries.len() as u64).sum(),
-            Relaxed,
-        );
+        m.state
+            .dead_letter_batches
+            .store(dead.len() as u64, Relaxed);
+        m.state
+            .dead_letter_transactions
+            .store(dead.iter().map(|d| d.entries.len() as u64).sum(), Relaxed);
     }
     Ok(out)
 }

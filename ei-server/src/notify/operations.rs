@@ -177,9 +177,11 @@ impl Notifier {
                 .filter(|m| m.known)
                 .ok_or_else(|| OperationError::NotFound(la.to_owned()))?;
             let phase = m.phase();
-            let Some(sub) = m.subscriber().cloned().filter(|_| {
-                matches!(phase, Phase::Active | Phase::Parked)
-            }) else {
+            let Some(sub) = m
+                .subscriber()
+                .cloned()
+                .filter(|_| matches!(phase, Phase::Active | Phase::Parked))
+            else {
                 return Err(OperationError::Conflict(la.to_owned(), phase));
             };
             // Parked while it runs: a crash meanwhile leaves it parked, never past posts
@@ -192,7 +194,11 @@ impl Notifier {
             }
             m.resyncing = Some(head);
             m.state.resync_sent.store(0, Relaxed);
-            (m.worker.take(), m.record.clone(), self.delivery(sub, m.state.clone()))
+            (
+                m.worker.take(),
+                m.record.clone(),
+                self.delivery(sub, m.state.clone()),
+            )
         };
         if let Some(w) = worker {
             w.stop().await;
@@ -209,7 +215,9 @@ impl Notifier {
         let outcome = self.send_index(&d).await;
         let (record, cursor) = {
             let mut members = self.members();
-            let Some(m) = members.get_mut(&la) else { return };
+            let Some(m) = members.get_mut(&la) else {
+                return;
+            };
             m.resyncing = None;
             match &outcome {
                 Ok(true) => {
@@ -244,7 +252,9 @@ impl Notifier {
                 tracing::error!(subscriber = %la, error = %e, "resync failed; the subscriber stays parked");
                 d.state.set_error(format!("resync failed: {e}"));
             }
-            (_, Err(e)) => tracing::error!(subscriber = %la, error = %e, "storing the resynced position failed"),
+            (_, Err(e)) => {
+                tracing::error!(subscriber = %la, error = %e, "storing the resynced position failed")
+            }
         }
     }
 

@@ -65,8 +65,7 @@ impl Notifier {
     ) -> Result<BTreeMap<String, Subscriber>, (RefreshError, BTreeMap<String, Subscriber>)> {
         let fetched = match self.clients.get(&self.config.tls()) {
             Ok(client) => {
-                registry::fetch(&client, reg, &self.own_hsa_id, &self.config.vp_instance_id)
-                    .await
+                registry::fetch(&client, reg, &self.own_hsa_id, &self.config.vp_instance_id).await
             }
             Err(e) => Err(RegistryError::Call(e.to_string())),
         };
@@ -132,7 +131,12 @@ impl Notifier {
         let default_tls = self.config.tls();
         let mut out = BTreeMap::new();
         for s in subs {
-            match Subscriber::from_config(s, self.config.default_url.as_deref(), &default_tls, source) {
+            match Subscriber::from_config(
+                s,
+                self.config.default_url.as_deref(),
+                &default_tls,
+                source,
+            ) {
                 Some(sub) => {
                     out.insert(sub.logical_address.clone(), sub);
                 }
@@ -178,7 +182,10 @@ impl Notifier {
                     let state = SubscriberState::at(head);
                     for (to, from) in [
                         (&state.dead_letter_batches, &m.state.dead_letter_batches),
-                        (&state.dead_letter_transactions, &m.state.dead_letter_transactions),
+                        (
+                            &state.dead_letter_transactions,
+                            &m.state.dead_letter_transactions,
+                        ),
                     ] {
                         to.store(from.load(Relaxed), Relaxed);
                     }

@@ -65,7 +65,10 @@ pub struct ResyncStatus {
 fn rfc3339(secs: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| secs.to_string())
 }
 
@@ -172,10 +175,26 @@ impl Notifier {
             .render(&mut out, "ei_notify_delivery_seconds", "");
         let m = &self.metrics;
         for (name, help, v) in [
-            ("ei_notify_gaps_total", "Subscribers whose backlog was dropped after the grace period.", &m.gaps),
-            ("ei_notify_registry_suspect_answers_total", "Registry answers not obeyed because they dropped too many subscribers at once.", &m.suspect_answers),
-            ("ei_notify_store_syncs_total", "Synced store writes made by the notifier (cursors, dead letters, records).", &m.syncs),
-            ("ei_notify_upkeep_rounds_total", "Finished rounds of the notifier's upkeep (cursor writes, parking, clean-up).", &m.upkeep_rounds),
+            (
+                "ei_notify_gaps_total",
+                "Subscribers whose backlog was dropped after the grace period.",
+                &m.gaps,
+            ),
+            (
+                "ei_notify_registry_suspect_answers_total",
+                "Registry answers not obeyed because they dropped too many subscribers at once.",
+                &m.suspect_answers,
+            ),
+            (
+                "ei_notify_store_syncs_total",
+                "Synced store writes made by the notifier (cursors, dead letters, records).",
+                &m.syncs,
+            ),
+            (
+                "ei_notify_upkeep_rounds_total",
+                "Finished rounds of the notifier's upkeep (cursor writes, parking, clean-up).",
+                &m.upkeep_rounds,
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -143,7 +143,11 @@ mod tests {
         };
         let s = Subscriber::from_config(&own, Some("https://vp"), &default_tls, Source::Config)
             .unwrap();
-        assert_eq!(s.tls.tls_cert, Some("own.pem".into()), "its own certificate");
+        assert_eq!(
+            s.tls.tls_cert,
+            Some("own.pem".into()),
+            "its own certificate"
+        );
         assert_eq!(s.tls.tls_ca, Some("ca.pem".into()), "the default CA bundle");
     }
 }

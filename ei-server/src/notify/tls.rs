@@ -69,8 +69,8 @@ pub fn build(files: &TlsFiles) -> Result<reqwest::Client, TlsError> {
             let mut pem = read(cert)?;
             pem.push(b'\n');
             pem.extend(read(key)?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| bad(cert, super::call::chain(&e)))?;
+            let id =
+                reqwest::Identity::from_pem(&pem).map_err(|e| bad(cert, super::call::chain(&e)))?;
             b = b.identity(id);
         }
         (None, None) => {}

@@ -106,9 +106,15 @@ async fn park_over_budget(n: &Notifier) {
         let held = head.saturating_sub(m.state.cursor.load(Relaxed));
         let lag = m.state.lag_seconds(head, now_ms);
         let reason = if c.max_backlog_entries > 0 && held > c.max_backlog_entries {
-            format!("{held} outbox entries held back (budget {})", c.max_backlog_entries)
+            format!(
+                "{held} outbox entries held back (budget {})",
+                c.max_backlog_entries
+            )
         } else if c.max_backlog_age_seconds > 0 && lag > c.max_backlog_age_seconds as f64 {
-            format!("oldest undelivered change {lag:.0} s old (budget {} s)", c.max_backlog_age_seconds)
+            format!(
+                "oldest undelivered change {lag:.0} s old (budget {} s)",
+                c.max_backlog_age_seconds
+            )
         } else {
             continue;
         };

@@ -172,7 +172,11 @@ impl Store {
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.meta(), schema::cursor_key(subscriber), to.to_be_bytes());
+        batch.put_cf(
+            self.meta(),
+            schema::cursor_key(subscriber),
+            to.to_be_bytes(),
+        );
         self.write_dead_letters(subscriber, batch, dead)
     }
 
@@ -205,16 +209,14 @@ impl Store {
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
         let _ids = DEAD_LETTER_IDS.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = self.next_dead_letter_id(subscriber)?;
-        let mut ids = Vec::with_capacity(dead.len());
-        for d in dead {
+        let first = self.next_dead_letter_id(subscriber)?;
+        let ids: Vec<u64> = (first..).take(dead.len()).collect();
+        for (id, d) in ids.iter().zip(dead) {
             batch.put_cf(
                 self.dead_cf(),
-                schema::dead_letter_key(subscriber, next),
+                schema::dead_letter_key(subscriber, *id),
                 schema::encode_dead_letter(&d.error, &d.entries),
             );
-            ids.push(next);
-            next += 1;
         }
         self.write_synced(batch)?;
         Ok(ids)
