@@ -183,8 +183,12 @@ impl Changes {
                 continue;
             }
             self.step += 1;
-            let delete = self.next() % 5 == 0;
-            let domain = if self.next() % 6 == 0 { OTHER } else { WANTED };
+            let delete = matches!(self.next() % 5, 0);
+            let domain = if matches!(self.next() % 6, 0) {
+                OTHER
+            } else {
+                WANTED
+            };
             if domain == WANTED {
                 self.touched.insert(cat.clone());
             }
