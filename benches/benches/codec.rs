@@ -1,5 +1,7 @@
 //! Codec: parse the 1000-post Update (MB/s and posts/s) beside raw quick-xml event
-//! reading of the same body (the limit), and write a 50-engagement FindContent reply.
+//! reading of the same body (the limit), write a 50-engagement FindContent reply, and
+//! judge one as a client does (`codec::client`, what `ei-load` pays per FindContent)
+//! beside counting its rows by substring.
 //!
 //! `cargo bench -p ei-benches --bench codec`
 
@@ -94,12 +96,37 @@ fn write_reply(c: &mut Criterion) {
     g.finish();
 }
 
+fn classify_reply(c: &mut Criterion) {
+    let found = data::stored_engagements(50);
+    let mut reply = String::new();
+    ei_server::codec::write_find_content_response(&mut reply, &found);
+    let mut g = c.benchmark_group("classify_find_content_reply_50");
+    g.throughput(Throughput::Bytes(reply.len() as u64));
+    g.bench_function("ours_classify", |b| {
+        b.iter(|| {
+            match ei_server::codec::client::classify_find_content(200, black_box(reply.as_bytes()))
+            {
+                ei_server::codec::client::Outcome::Ok(rows) => rows.len(),
+                other => panic!("{other}"),
+            }
+        })
+    });
+    // The limit: a UTF-8 check and a substring count, reading nothing.
+    g.bench_function("raw_substring_count", |b| {
+        b.iter(|| {
+            let text = std::str::from_utf8(black_box(reply.as_bytes())).unwrap();
+            text.matches("<ns2:engagement>").count()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = parse, write_reply
+    targets = parse, write_reply, classify_reply
 }
 criterion_main!(benches);

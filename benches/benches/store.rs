@@ -28,7 +28,7 @@ use ei_benches::data::{self, Posts};
 use ei_benches::raw;
 use ei_server::metrics::Metrics;
 use ei_server::model::{Engagement, Timestamp, Transaction};
-use ei_server::rules::WriteService;
+use ei_server::operation::WriteOperation;
 use ei_server::store::schema::{encode_key, encode_value, query_prefix};
 use ei_server::store::{Store, StoreOptions};
 use std::cell::{Cell, RefCell};
@@ -74,7 +74,7 @@ impl Bench {
         let now = ei_server::clock::now();
         let changes = self
             .rt
-            .block_on(store.write(WriteService::Update, txs, now))
+            .block_on(store.write(WriteOperation::Update, txs, now))
             .expect("write");
         changes.len()
     }

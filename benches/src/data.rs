@@ -8,7 +8,9 @@
 //! categorization 10. Single-post residents (for 1-row scans) live in their own id
 //! range, see [`single_resident`].
 
-use ei_server::model::{Action, Engagement, FindQuery, RawEngagement, Timestamp, Transaction};
+use ei_server::model::{
+    Action, Engagement, Field, FindQuery, RawEngagement, Timestamp, Transaction,
+};
 use ei_server::rules::{self, RulesConfig};
 
 /// The sample Update with 1000 posts for 4 residents (about 0.9 MB).
@@ -122,6 +124,9 @@ impl Default for Posts {
     }
 }
 
+/// The resident's place among a key's parts.
+const RESIDENT: usize = Field::RegisteredResidentIdentification.index();
+
 impl Posts {
     /// Parses and validates body 0 of the 1000-post sample.
     pub fn new() -> Posts {
@@ -136,14 +141,14 @@ impl Posts {
         let ids: Vec<String> = (0..RESIDENTS_PER_BODY)
             .map(|j| resident(k * RESIDENTS_PER_BODY + j))
             .collect();
-        let first = self.template[0].engagement.key.parts()[0].clone();
+        let first = self.template[0].engagement.key.parts()[RESIDENT].clone();
         let mrc = Timestamp::from_u64(mrc).expect("valid timestamp");
         self.template
             .iter()
             .map(|t| {
                 let mut parts = t.engagement.key.parts().clone();
-                let j = resident_slot(&parts[0], &first);
-                parts[0] = ids[j].clone();
+                let j = resident_slot(&parts[RESIDENT], &first);
+                parts[RESIDENT] = ids[j].clone();
                 with_key(t, parts, mrc)
             })
             .collect()
@@ -157,7 +162,7 @@ impl Posts {
         (first..first + n)
             .map(|i| {
                 let mut parts = t.engagement.key.parts().clone();
-                parts[0] = single_resident(i);
+                parts[RESIDENT] = single_resident(i);
                 with_key(t, parts, mrc)
             })
             .collect()
@@ -166,9 +171,9 @@ impl Posts {
     /// The key of post `j` (0..1000) of body `k`, as the store encodes it.
     pub fn store_key(&self, k: u64, j: usize) -> Vec<u8> {
         let mut parts = self.template[j].engagement.key.parts().clone();
-        let first = self.template[0].engagement.key.parts()[0].clone();
-        let slot = resident_slot(&parts[0], &first);
-        parts[0] = resident(k * RESIDENTS_PER_BODY + slot as u64);
+        let first = self.template[0].engagement.key.parts()[RESIDENT].clone();
+        let slot = resident_slot(&parts[RESIDENT], &first);
+        parts[RESIDENT] = resident(k * RESIDENTS_PER_BODY + slot as u64);
         let key = rules::key_from_parts(parts).expect("valid key");
         ei_server::store::schema::encode_key(&key)
     }
@@ -234,7 +239,6 @@ pub fn query(resident_id: String, d: u64, c: Option<u64>) -> FindQuery {
 /// categorization `c`.
 pub fn find_body(resident_id: &str, d: u64, c: Option<u64>) -> String {
     let mut q = RawEngagement::default();
-    use ei_server::model::Field;
     q.set(Field::RegisteredResidentIdentification, resident_id);
     q.set(Field::ServiceDomain, domain(d));
     if let Some(c) = c {
@@ -251,7 +255,7 @@ pub fn singles_body(posts: &Posts, first: u64, n: u64) -> String {
     let mut out = String::with_capacity(800 * n as usize + 600);
     ei_server::codec::write_write_request(
         &mut out,
-        ei_server::codec::Operation::Update,
+        ei_server::operation::WriteOperation::Update,
         INDEX_HSA_ID,
         &txs,
     );

@@ -8,15 +8,15 @@ use crate::data::{self, Posts, UpdateTemplate, INDEX_HSA_ID};
 use crate::raw;
 use crate::report::{PhaseRow, Report};
 use anyhow::Context;
+use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
+use ei_server::operation::Operation;
+use ei_server::wsdl::endpoint_path;
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-const UPDATE: &str = "/skltp-ei/update-service/v1";
-const FIND: &str = "/skltp-ei/find-content-service/v1";
 
 /// Where the server is.
 #[derive(Clone, Debug)]
@@ -143,7 +143,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         next_mrc: AtomicU64::new(0),
     });
     wait_ready(&ctx).await?;
-    let mut report = Report::new(&plan);
+    let (target, wal_sync) = match &plan.target {
+        Target::InProcess { wal_sync, .. } => ("in-process".to_owned(), Some(*wal_sync)),
+        Target::Url { base, .. } => (base.clone(), None),
+    };
+    let mut report = Report::new(target, wal_sync, plan.preload_posts);
     report.rows = phases(&ctx, &plan).await?;
     report.index_posts = status_posts(&ctx).await.ok();
     report.peak_rss_bytes = raw::peak_rss(pid);
@@ -268,7 +272,7 @@ async fn preload(ctx: &Arc<Ctx>, bodies: u64, clients: usize) -> anyhow::Result<
                     one(
                         &ctx,
                         Work::Update(UpdateKind::New),
-                        (UPDATE, body, 1000),
+                        (Operation::Update, body, 1000),
                         &mut t,
                     )
                     .await;
@@ -377,17 +381,19 @@ fn xorshift(mut x: u64) -> u64 {
     x
 }
 
-/// An endpoint, a body, and the posts it sends (Update) or should find (FindContent).
-type Request = (&'static str, Vec<u8>, u64);
+/// An operation, a body, and the posts it sends (Update) or should find (FindContent).
+type Request = (Operation, Vec<u8>, u64);
 
 /// Sends one request and records it.
-async fn one(ctx: &Ctx, work: Work, (path, body, posts): Request, t: &mut Tally) {
+async fn one(ctx: &Ctx, work: Work, (op, body, posts): Request, t: &mut Tally) {
+    let url = format!("{}{}", ctx.base, endpoint_path(op));
+    let call = SoapCall::with_body(url, op, "ei-load", body);
     let started = Instant::now();
-    let result = send(ctx, path, body).await;
+    let result = send(ctx, call).await;
     let micros = started.elapsed().as_micros().max(1) as u64;
     t.hist.saturating_record(micros);
     t.requests += 1;
-    match result.and_then(|reply| check(work, &reply, posts)) {
+    match result.and_then(|(status, reply)| check(work, status, &reply, posts)) {
         Ok(n) => t.posts += n,
         Err(e) => {
             t.errors += 1;
@@ -402,65 +408,71 @@ fn request(ctx: &Ctx, work: Work, rng: u64) -> Request {
     match work {
         Work::Update(UpdateKind::New) => {
             let k = ctx.next_new_body.fetch_add(1, Relaxed);
-            (UPDATE, ctx.template.body(k, data::SAMPLE_MRC), 1000)
+            (
+                Operation::Update,
+                ctx.template.body(k, data::SAMPLE_MRC),
+                1000,
+            )
         }
         Work::Update(UpdateKind::Changed) => {
             let mrc = data::timestamp(ctx.next_mrc.fetch_add(1, Relaxed));
-            (UPDATE, ctx.template.body(rng % loaded, mrc), 1000)
+            (
+                Operation::Update,
+                ctx.template.body(rng % loaded, mrc),
+                1000,
+            )
         }
         Work::Update(UpdateKind::Same) => (
-            UPDATE,
+            Operation::Update,
             ctx.template.body(rng % loaded, data::SAMPLE_MRC),
             1000,
         ),
         Work::Single => {
             let n = ctx.next_single.fetch_add(1, Relaxed);
-            (UPDATE, data::singles_body(&ctx.posts, n, 1).into_bytes(), 1)
+            (
+                Operation::Update,
+                data::singles_body(&ctx.posts, n, 1).into_bytes(),
+                1,
+            )
         }
         Work::Find => {
             let r = (rng >> 8) % (loaded * data::RESIDENTS_PER_BODY);
             let d = 1 + (rng >> 4) % data::DOMAINS;
             let c = (ctx.find_rows == 10).then_some(1 + (rng % 5));
             let body = data::find_body(&data::resident(r), d, c);
-            (FIND, body.into_bytes(), ctx.find_rows)
+            (Operation::FindContent, body.into_bytes(), ctx.find_rows)
         }
     }
 }
 
-async fn send(ctx: &Ctx, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, bytes::Bytes)> {
-    let resp = ctx
-        .http
-        .post(format!("{}{path}", ctx.base))
-        .header("content-type", "text/xml; charset=UTF-8")
-        .header("x-skltp-correlation-id", "ei-load")
-        .body(body)
-        .send()
-        .await?;
+async fn send(ctx: &Ctx, call: SoapCall) -> anyhow::Result<(u16, bytes::Bytes)> {
+    let mut request = ctx.http.post(call.url).body(call.body);
+    for (name, value) in call.headers {
+        request = request.header(name, value);
+    }
+    let resp = request.send().await?;
     let status = resp.status().as_u16();
     Ok((status, resp.bytes().await?))
 }
 
-/// Posts the reply accounts for: sent posts for an OK Update, rows for FindContent.
-/// (The client's own cost counts against the server on a shared machine: no lossy
-/// decoding, one UTF-8 check and a substring count.)
-fn check(work: Work, (status, body): &(u16, bytes::Bytes), expected: u64) -> anyhow::Result<u64> {
-    let body = std::str::from_utf8(body).context("reply is not UTF-8")?;
-    if *status != 200 {
-        anyhow::bail!(
-            "HTTP {status}: {}",
-            body.chars().take(300).collect::<String>()
-        );
-    }
+/// Posts the reply accounts for: sent posts for an OK Update, rows for FindContent
+/// (which must be the rows expected).
+fn check(work: Work, status: u16, body: &[u8], expected: u64) -> anyhow::Result<u64> {
     match work {
-        Work::Find => {
-            let rows = body.matches("<ns2:engagement>").count() as u64;
-            if rows != expected {
-                anyhow::bail!("FindContent returned {rows} rows, expected {expected}");
+        Work::Find => match classify_find_content(status, body) {
+            Outcome::Ok(rows) if rows.len() as u64 == expected => Ok(expected),
+            Outcome::Ok(rows) => {
+                anyhow::bail!(
+                    "FindContent returned {} rows, expected {expected}",
+                    rows.len()
+                )
             }
-            Ok(rows)
-        }
-        _ if body.contains(">OK</ns2:ResultCode>") => Ok(expected),
-        _ => anyhow::bail!("not OK: {}", body.chars().take(300).collect::<String>()),
+            other => anyhow::bail!("{other}"),
+        },
+        _ => match classify_write(status, body) {
+            Outcome::Ok(_) => Ok(expected),
+            other => anyhow::bail!("{other}"),
+        },
     }
 }
 

@@ -1,7 +1,6 @@
 //! The load generator's results: one row per phase, printed as a Markdown table and
 //! as JSON.
 
-use crate::load::{Plan, Target};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -68,20 +67,30 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(plan: &Plan) -> Report {
-        let (target, wal_sync) = match &plan.target {
-            Target::InProcess { wal_sync, .. } => ("in-process".to_owned(), Some(*wal_sync)),
-            Target::Url { base, .. } => (base.clone(), None),
-        };
+    /// An empty report dated now: `target` names the server ("in-process" or its
+    /// URL), `wal_sync` is known for an in-process server only.
+    pub fn new(target: String, wal_sync: Option<bool>, preload_posts: u64) -> Report {
         Report {
             date: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             target,
             wal_sync,
-            preload_posts: plan.preload_posts,
+            preload_posts,
             ..Report::default()
         }
+    }
+
+    /// Writes the report to stdout: the Markdown table, or JSON.
+    pub fn print(&self, json: bool) -> std::io::Result<()> {
+        let text = if json {
+            serde_json::to_string_pretty(self)? + "\n"
+        } else {
+            self.markdown()
+        };
+        let mut out = std::io::stdout().lock();
+        std::io::Write::write_all(&mut out, text.as_bytes())?;
+        std::io::Write::flush(&mut out)
     }
 
     /// Bytes per post on disk (after compaction when measured).

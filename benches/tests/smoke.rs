@@ -37,3 +37,21 @@ async fn every_phase_runs_without_errors() {
     assert!(report.bytes_per_post().unwrap() > 0.0, "{md}");
     assert!(md.contains("| find 50 rows, during updates | 4 |"), "{md}");
 }
+
+/// `ei-load … | head` after head quit: the binary ends quietly with success.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_success() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ei-load"))
+        .args(["--preload", "1000", "--preload-clients", "1"])
+        .args(["--update-clients", "0", "--single-clients", "0"])
+        .args(["--find-clients", "0", "--mixed-find-clients", "0"])
+        .args(["--block-cache-mb", "8", "--compact", "false"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "nothing on stderr, got {err}");
+}

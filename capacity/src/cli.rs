@@ -24,6 +24,8 @@ Exit codes:
   1  the run completed and the objective does not hold
   2  bad arguments or capacity file (the message names the row and field)
   3  the run could not be completed (target unreachable, report not writable)
+A closed stdout pipe (`capacity … | head` after head quit) ends the run quietly
+with 0.
 
 The report goes to stdout as Markdown (--json: JSON) and, with --out DIR, to
 DIR/report.md, DIR/report.json and DIR/report.svg. Progress goes to stderr when it

@@ -2,7 +2,8 @@
 //! the server answers HTTP 200 with `ResultCode` OK (writes) or a FindContent reply.
 
 use crate::workload::Request;
-use ei_server::codec::{self, Operation, Reply};
+use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
+use ei_server::operation::Operation;
 use ei_server::wsdl::endpoint_path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,8 +13,8 @@ use std::time::Duration;
 pub enum CallError {
     #[error("SOAP fault {code}: {message}")]
     Fault { code: String, message: String },
-    #[error("ResultCode {code}: {comment}")]
-    Result { code: String, comment: String },
+    #[error("ResultCode ERROR: {comment}")]
+    Result { comment: String },
     #[error("HTTP status {0}")]
     Status(u16),
     #[error("unreadable reply: {0}")]
@@ -82,12 +83,12 @@ impl Client {
         let op = req.operation;
         let url = format!("{}{}", self.base, endpoint_path(op));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let resp = self
-            .http
-            .post(url)
-            .header("content-type", "text/xml; charset=UTF-8")
-            .header("x-skltp-correlation-id", format!("capacity-{id}"))
-            .body(req.body)
+        let call = SoapCall::with_body(url, op, format!("capacity-{id}"), req.body);
+        let mut request = self.http.post(call.url).body(call.body);
+        for (name, value) in call.headers {
+            request = request.header(name, value);
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| CallError::Transport(error_chain(&e)))?;
@@ -120,23 +121,24 @@ impl Client {
 
 /// Success is HTTP 200 and the reply the operation expects.
 fn judge(op: Operation, status: u16, body: &[u8]) -> Result<(), CallError> {
-    let reply = codec::parse_reply(body);
-    match (reply, op) {
-        (Ok(Reply::Fault { code, message }), _) => Err(CallError::Fault { code, message }),
-        (_, _) if status != 200 => Err(CallError::Status(status)),
-        (Ok(Reply::Engagements(_)), Operation::FindContent) => Ok(()),
-        (Ok(Reply::Result { code, .. }), Operation::Update | Operation::ProcessNotification)
-            if code == "OK" =>
-        {
-            Ok(())
-        }
-        (Ok(Reply::Result { code, comment }), _) => Err(CallError::Result {
-            code,
-            comment: comment.unwrap_or_default(),
-        }),
-        (Ok(other), _) => Err(CallError::Reply(format!("unexpected reply {other:?}"))),
-        (Err(e), _) => Err(CallError::Reply(e.to_string())),
+    match op {
+        Operation::FindContent => failure(classify_find_content(status, body)),
+        Operation::Update | Operation::ProcessNotification => failure(classify_write(status, body)),
     }
+}
+
+/// The call error an outcome is, if it is one.
+fn failure<T>(outcome: Outcome<T>) -> Result<(), CallError> {
+    Err(match outcome {
+        Outcome::Ok(_) => return Ok(()),
+        Outcome::Fault { code, text, .. } => CallError::Fault {
+            code,
+            message: text,
+        },
+        Outcome::Refused { comment } => CallError::Result { comment },
+        Outcome::Status { status, .. } => CallError::Status(status),
+        Outcome::Unreadable { reason } => CallError::Reply(reason),
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -153,11 +155,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ei_server::codec;
+    use ei_server::operation::WriteOperation;
 
     #[test]
     fn judges_replies() {
         let mut ok = String::new();
-        codec::write_result(&mut ok, Operation::Update, codec::ResultCode::Ok, None);
+        codec::write_result(&mut ok, WriteOperation::Update, codec::ResultCode::Ok, None);
         assert_eq!(judge(Operation::Update, 200, ok.as_bytes()), Ok(()));
         assert_eq!(
             judge(Operation::Update, 502, ok.as_bytes()),
@@ -170,7 +174,7 @@ mod tests {
         assert!(e.to_string().contains("EI002: same key"), "{e}");
         let mut err = String::new();
         let code = codec::ResultCode::Error;
-        codec::write_result(&mut err, Operation::Update, code, Some("EI004"));
+        codec::write_result(&mut err, WriteOperation::Update, code, Some("EI004"));
         let e = judge(Operation::Update, 200, err.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), "result-error");
         let mut found = String::new();

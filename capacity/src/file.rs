@@ -24,8 +24,8 @@
 //! pause_ms = 5000
 //! ```
 
-use ei_server::codec::Operation;
 use ei_server::model::Field;
+use ei_server::operation::Operation;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,45 +45,13 @@ pub struct CapacityPlan {
     pub p99_bound: Option<Duration>,
 }
 
-/// The three service contracts a row can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Contract {
-    Update,
-    FindContent,
-    ProcessNotification,
-}
-
-impl Contract {
-    const ALL: [Contract; 3] = [
-        Contract::Update,
-        Contract::FindContent,
-        Contract::ProcessNotification,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Contract::Update => "Update",
-            Contract::FindContent => "FindContent",
-            Contract::ProcessNotification => "ProcessNotification",
-        }
-    }
-
-    pub const fn operation(self) -> Operation {
-        match self {
-            Contract::Update => Operation::Update,
-            Contract::FindContent => Operation::FindContent,
-            Contract::ProcessNotification => Operation::ProcessNotification,
-        }
-    }
-}
-
 /// One row of the capacity table: a source system's expected traffic on one contract.
 /// For FindContent the rates count look-ups (one per call).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FlowRow {
     pub source_system: String,
     pub hsa_id: String,
-    pub contract: Contract,
+    pub contract: Operation,
     pub normal_per_hour: f64,
     pub max_per_hour: f64,
     pub max_occurs: Option<String>,
@@ -236,8 +204,8 @@ fn flow_row(row: &mut Row<'_>) -> Result<FlowRow, PlanError> {
     }
     let max_occurs = row.opt_text("max_occurs")?;
     let posts_per_call = match (contract, row.opt_integer("posts_per_call")?) {
-        (Contract::FindContent, None | Some(1)) => 1,
-        (Contract::FindContent, Some(n)) => {
+        (Operation::FindContent, None | Some(1)) => 1,
+        (Operation::FindContent, Some(n)) => {
             return Err(row.err(
                 "posts_per_call",
                 format!("FindContent is one look-up per call: leave it out or write 1, got {n}"),
@@ -399,19 +367,16 @@ impl<'a> Row<'a> {
         Ok(id)
     }
 
-    fn contract(&mut self, field: &'static str) -> Result<Contract, PlanError> {
+    fn contract(&mut self, field: &'static str) -> Result<Operation, PlanError> {
         let name = self.text(field)?;
-        Contract::ALL
-            .into_iter()
-            .find(|c| c.name() == name)
-            .ok_or_else(|| {
-                self.err(
-                    field,
-                    format!(
-                        "\"{name}\" is not a contract: use Update, FindContent or ProcessNotification"
-                    ),
-                )
-            })
+        Operation::from_name(&name).ok_or_else(|| {
+            self.err(
+                field,
+                format!(
+                    "\"{name}\" is not a contract: use Update, FindContent or ProcessNotification"
+                ),
+            )
+        })
     }
 
     fn opt_number(&mut self, field: &'static str) -> Result<Option<f64>, PlanError> {

@@ -9,7 +9,7 @@ use crate::file::GrundRow;
 use crate::progress::Progress;
 use crate::stats::Tally;
 use crate::workload::{Bodies, Post, GRUND_RESIDENT_BASE};
-use ei_server::codec::Operation;
+use ei_server::operation::WriteOperation;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -152,7 +152,7 @@ impl Caller {
             .collect();
         let req = self
             .bodies
-            .write(Operation::Update, &posts)
+            .write(WriteOperation::Update, &posts)
             .map_err(|e| CallError::Build(e.to_string()))?;
         self.client.call(req).await
     }

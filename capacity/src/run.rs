@@ -205,7 +205,7 @@ impl Phases<'_> {
             .map(|(i, row)| {
                 let calls = FlowCalls {
                     bodies: self.bodies.clone(),
-                    operation: row.contract.operation(),
+                    operation: row.contract,
                     source_system: row.hsa_id.clone(),
                     posts_per_call: row.posts_per_call,
                     residents: self.residents,

@@ -6,7 +6,7 @@
 use crate::client::Client;
 use crate::progress::Progress;
 use crate::workload::{Bodies, Post, SEED_SOURCE};
-use ei_server::codec::Operation;
+use ei_server::operation::WriteOperation;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,7 +112,7 @@ async fn seed_call(
         })
         .collect();
     let req = bodies
-        .write(Operation::Update, &posts)
+        .write(WriteOperation::Update, &posts)
         .map_err(|e| e.to_string())?;
     client.call(req).await.map_err(|e| e.to_string())
 }

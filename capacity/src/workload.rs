@@ -5,9 +5,10 @@
 //! writes land on the same residents FindContent reads: the *resident space* (the
 //! seeded residents, or a default range) is shared by all flow rows.
 
-use ei_server::codec::{self, Operation};
+use ei_server::codec;
 use ei_server::model::{Field, RawEngagement, RawTransaction};
-use ei_server::rules::{self, RulesConfig, WriteService};
+use ei_server::operation::{Operation, WriteOperation};
+use ei_server::rules::{self, RulesConfig};
 
 /// The service domain every generated post and look-up uses.
 pub const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
@@ -102,19 +103,23 @@ impl Bodies {
 
     /// An Update or ProcessNotification call with these posts, checked by the
     /// server's rules (an error here means the plan cannot produce valid traffic).
-    pub fn write(&self, op: Operation, posts: &[Post<'_>]) -> Result<Request, rules::EiError> {
+    pub fn write(&self, op: WriteOperation, posts: &[Post<'_>]) -> Result<Request, rules::EiError> {
         let now = ei_server::clock::now().to_string();
         let raws: Vec<RawTransaction> = posts.iter().map(|p| p.raw(&now)).collect();
         let txs = match op {
-            Operation::ProcessNotification => {
-                rules::validate_transactions(&self.rules, WriteService::ProcessNotification, raws)?
+            WriteOperation::ProcessNotification => rules::validate_transactions(
+                &self.rules,
+                WriteOperation::ProcessNotification,
+                raws,
+            )?,
+            WriteOperation::Update => {
+                rules::validate_update(&self.rules, Some(&self.rules.own_hsa_id), raws)?
             }
-            _ => rules::validate_update(&self.rules, Some(&self.rules.own_hsa_id), raws)?,
         };
         let mut body = String::with_capacity(256 + posts.len() * 700);
         codec::write_write_request(&mut body, op, &self.rules.own_hsa_id, &txs);
         Ok(Request {
-            operation: op,
+            operation: op.operation(),
             body,
             posts: posts.len() as u64,
         })
@@ -153,10 +158,10 @@ pub struct FlowCalls {
 impl FlowCalls {
     pub fn request(&self, seq: u64) -> Result<Request, rules::EiError> {
         let start = mix(self.stream << 40 ^ seq) % self.residents.count;
-        if self.operation == Operation::FindContent {
+        let Some(write) = self.operation.write() else {
             return Ok(self.bodies.find(start));
-        }
-        let owner = (self.operation == Operation::ProcessNotification).then_some(PEER_INDEX);
+        };
+        let owner = (write == WriteOperation::ProcessNotification).then_some(PEER_INDEX);
         let count = self.residents.count;
         // Residents wrap around the space; a second lap uses another category, so
         // keys stay distinct however small the space is.
@@ -168,7 +173,7 @@ impl FlowCalls {
                 owner,
             })
             .collect();
-        self.bodies.write(self.operation, &posts)
+        self.bodies.write(write, &posts)
     }
 }
 
@@ -194,10 +199,12 @@ mod tests {
             } => {
                 let cfg = RulesConfig::new(index, "platform-hsa-id");
                 let n = match operation {
-                    Operation::Update => {
+                    WriteOperation::Update => {
                         rules::validate_update(&cfg, logical_address.as_deref(), transactions)
                     }
-                    _ => rules::validate_notification(&cfg, transactions),
+                    WriteOperation::ProcessNotification => {
+                        rules::validate_notification(&cfg, transactions)
+                    }
                 };
                 n.unwrap().len()
             }

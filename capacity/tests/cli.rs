@@ -117,3 +117,30 @@ fn an_impossible_objective_exits_1_with_json_on_stdout() {
     assert_eq!(json["verdict"], "fails");
     assert_eq!(json["settings"]["p99_bound_ms"], 0.001);
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = plan_file(dir.path(), common::PLAN);
+    let out_dir = dir.path().join("report");
+    // The objective fails (exit 1 on an open stdout); the files are still written.
+    let mut args = vec![
+        file.as_str(),
+        "--p99-ms",
+        "0.001",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(SHORT);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_capacity"))
+        .args(&args)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "nothing on stderr, got {err}");
+    assert!(out_dir.join("report.md").exists());
+}

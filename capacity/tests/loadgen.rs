@@ -8,7 +8,7 @@ use capacity::loadgen::{self, Schedule, Stream};
 use capacity::progress::Progress;
 use capacity::target::Embedded;
 use capacity::workload::{Bodies, FlowCalls, ResidentSpace};
-use ei_server::codec::Operation;
+use ei_server::operation::Operation;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0    done, nothing to report
+  0    done, nothing to report; also when stdout is a pipe whose reader quit early
+       (`ei-loader check … | head`), which ends the command quietly
   1    done, with findings: check found invalid records or duplicate keys, plan refused
        an input with findings, run rejected records (see the reject file), verify found
        missing or different posts, probe got a wrong answer

@@ -6,8 +6,10 @@
 use crate::dedup::{key_hash, DupFinder, Duplicate};
 use crate::input::{read_all, InputError, Item, Location};
 use ei_server::model::{Field, RawTransaction, Transaction};
-use ei_server::rules::{validate_transactions, EiError, RulesConfig, WriteService};
+use ei_server::operation::WriteOperation;
+use ei_server::rules::{validate_transactions, EiError, RulesConfig};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 /// Why a check could not finish (not a finding about a record).
@@ -17,6 +19,9 @@ pub enum CheckError {
     Input(#[from] InputError),
     #[error("duplicate detection failed (temporary files): {0}")]
     Spill(std::io::Error),
+    /// The caller's `on_finding` asked to stop (its output is gone).
+    #[error("the check was stopped by its caller")]
+    Stopped,
 }
 
 /// One problem with the load.
@@ -75,7 +80,7 @@ pub struct Invalid {
 
 /// Validates one record exactly as Update would (as transaction #1 of a call).
 pub fn validate(rules: &RulesConfig, tx: &RawTransaction) -> Result<Transaction, Invalid> {
-    match validate_transactions(rules, WriteService::Update, vec![tx.clone()]) {
+    match validate_transactions(rules, WriteOperation::Update, vec![tx.clone()]) {
         Ok(mut v) => Ok(v.pop().expect("one transaction in, one out")),
         Err(e) => Err(invalid(&e)),
     }
@@ -103,12 +108,13 @@ fn quoted(m: &str) -> Option<String> {
 }
 
 /// Checks the whole load, calling `on_finding` for each problem (invalid records in
-/// input order, then duplicates).
+/// input order, then duplicates); `on_finding` breaking stops the check early with
+/// [`CheckError::Stopped`].
 pub fn check(
     inputs: &[PathBuf],
     rules: &RulesConfig,
     run_len: usize,
-    mut on_finding: impl FnMut(&Finding),
+    mut on_finding: impl FnMut(&Finding) -> ControlFlow<()>,
 ) -> Result<CheckReport, CheckError> {
     let mut report = CheckReport::default();
     let mut dups = DupFinder::with_run_len(run_len);
@@ -118,37 +124,53 @@ pub fn check(
             Item::Record { at, tx, .. } => (at, tx),
             Item::Unreadable { at, message, .. } => {
                 report.invalid += 1;
-                on_finding(&Finding::Invalid {
+                go_on(on_finding(&Finding::Invalid {
                     at,
                     field: None,
                     message,
-                });
+                }))?;
                 continue;
             }
         };
         match validate(rules, &tx) {
             Ok(t) => {
                 count_valid(&mut report, &t);
-                let parts: Vec<&str> = t.engagement.key.parts()[..8]
+                let key = &t.engagement.key;
+                let parts: Vec<&str> = Field::UPDATE_KEY
                     .iter()
-                    .map(String::as_str)
+                    .filter_map(|f| key.get(*f))
                     .collect();
                 dups.add(key_hash(&parts), at).map_err(CheckError::Spill)?;
             }
             Err(bad) => {
                 report.invalid += 1;
-                on_finding(&Finding::Invalid {
+                go_on(on_finding(&Finding::Invalid {
                     at,
                     field: bad.field,
                     message: bad.text,
-                });
+                }))?;
             }
         }
     }
+    // The merge of the sorted runs goes on after a stop, but reports nothing more.
+    let mut stopped = false;
     report.duplicates = dups
-        .finish(|d| on_finding(&Finding::Duplicate(d)))
+        .finish(|d| {
+            stopped = stopped || on_finding(&Finding::Duplicate(d)).is_break();
+        })
         .map_err(CheckError::Spill)?;
+    if stopped {
+        return Err(CheckError::Stopped);
+    }
     Ok(report)
+}
+
+/// `Stopped` when the caller broke.
+fn go_on(flow: ControlFlow<()>) -> Result<(), CheckError> {
+    match flow {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(CheckError::Stopped),
+    }
 }
 
 fn count_valid(report: &mut CheckReport, t: &Transaction) {
@@ -201,7 +223,11 @@ mod tests {
         );
         let rules = crate::config::rules_for("ei-hsa", &["ei-hsa".into()]);
         let mut found = Vec::new();
-        let report = check(&[a, b], &rules, 1, |f| found.push(f.clone())).unwrap();
+        let report = check(&[a.clone(), b.clone()], &rules, 1, |f| {
+            found.push(f.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(
             (
                 report.records,
@@ -238,5 +264,12 @@ mod tests {
             report.per_source.get(&("SS2".into(), "DC1".into())),
             Some(&1)
         );
+        let mut seen = 0;
+        let stopped = check(&[a, b], &rules, 1, |_| {
+            seen += 1;
+            ControlFlow::Break(())
+        });
+        assert!(matches!(stopped, Err(CheckError::Stopped)), "{stopped:?}");
+        assert_eq!(seen, 1, "nothing is reported after the caller stops");
     }
 }

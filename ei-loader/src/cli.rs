@@ -13,6 +13,7 @@ use crate::plan::{self, fingerprint, LoadFacts, PlanOptions, Retry, Throttle};
 use crate::run::{self, Outcome, RunOptions, Summary};
 use crate::{probe, verify};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,10 @@ pub enum CliError {
     Refused(String),
     #[error("{0}")]
     Failed(String),
+    /// Stdout's reader quit (`ei-loader check … | head`): the command stopped early,
+    /// and ends quietly with success, as Unix tools do.
+    #[error("stdout was closed")]
+    OutputClosed,
 }
 
 impl CliError {
@@ -31,8 +36,31 @@ impl CliError {
         match self {
             CliError::Refused(_) => 2,
             CliError::Failed(_) => 3,
+            CliError::OutputClosed => 0,
         }
     }
+
+    /// Whether the error is worth a message on stderr.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, CliError::OutputClosed)
+    }
+}
+
+/// A failed write to stdout: a reader that went away is [`CliError::OutputClosed`].
+fn output_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        CliError::OutputClosed
+    } else {
+        failed(format!("cannot write to stdout: {e}"))
+    }
+}
+
+/// Writes a command's result to stdout.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(output_error)
 }
 
 fn refused(e: impl std::fmt::Display) -> CliError {
@@ -109,38 +137,49 @@ fn cmd_check(config_path: &Path, a: CheckArgs) -> Result<u8, CliError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let inputs = a.inputs.clone();
-    let report = check(&a.inputs, &rules, crate::dedup::DEFAULT_RUN_LEN, |f| {
+    let mut write_error = None;
+    let checked = check(&a.inputs, &rules, crate::dedup::DEFAULT_RUN_LEN, |f| {
         let line = if a.json {
             finding_json(&inputs, f).to_string()
         } else {
             finding_text(&inputs, f)
         };
-        let _ = writeln!(out, "{line}");
-    })
-    .map_err(failed)?;
+        match writeln!(out, "{line}") {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(output_error(e));
+    }
+    let report = checked.map_err(failed)?;
     if a.json {
-        let _ = writeln!(
+        writeln!(
             out,
             "{}",
             serde_json::json!({"type": "summary", "report": report})
-        );
+        )
+        .map_err(output_error)?;
     } else {
-        write_check_summary(&mut out, &report);
+        write_check_summary(&mut out, &report).map_err(output_error)?;
     }
-    out.flush().map_err(failed)?;
+    out.flush().map_err(output_error)?;
     Ok(if report.is_clean() { 0 } else { 1 })
 }
 
-fn write_check_summary(out: &mut impl Write, r: &CheckReport) {
-    let _ = writeln!(out, "posts per source system and data controller:");
+fn write_check_summary(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
+    writeln!(out, "posts per source system and data controller:")?;
     for ((source, controller), n) in &r.per_source {
-        let _ = writeln!(out, "  {source:<30} {controller:<30} {n:>12}");
+        writeln!(out, "  {source:<30} {controller:<30} {n:>12}")?;
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "{} records: {} valid ({} deletes), {} invalid, {} duplicate keys",
         r.records, r.valid, r.deletes, r.invalid, r.duplicates
-    );
+    )
 }
 
 /// `plan`: options from arguments, the facts from a check and the checksums, the file.
@@ -158,6 +197,7 @@ pub fn cmd_plan(config_path: &Path, a: PlanArgs, clock: &dyn Clock) -> Result<u8
             if shown <= 20 {
                 eprintln!("{}", finding_text(&a.inputs, f));
             }
+            ControlFlow::Continue(())
         },
     )
     .map_err(failed)?;
@@ -181,8 +221,8 @@ pub fn cmd_plan(config_path: &Path, a: PlanArgs, clock: &dyn Clock) -> Result<u8
     };
     let plan = plan::build(&opts, facts).map_err(refused)?;
     plan.save(&a.out).map_err(failed)?;
-    print!("{}", plan::order_form(&plan));
     eprintln!("plan written to {}", a.out.display());
+    print(&plan::order_form(&plan))?;
     Ok(0)
 }
 
@@ -258,7 +298,7 @@ async fn cmd_run(a: RunArgs) -> Result<u8, CliError> {
             }
             other => failed(other),
         })?;
-    print_summary(&summary, a.json);
+    print(&summary_text(&summary, a.json))?;
     Ok(match (summary.outcome, summary.rejected) {
         (Outcome::Interrupted, _) => 130,
         (Outcome::Completed, 0) => 0,
@@ -266,16 +306,15 @@ async fn cmd_run(a: RunArgs) -> Result<u8, CliError> {
     })
 }
 
-fn print_summary(s: &Summary, json: bool) {
+fn summary_text(s: &Summary, json: bool) -> String {
     if json {
-        println!("{}", serde_json::to_string(s).expect("summary serialises"));
-        return;
+        return serde_json::to_string(s).expect("summary serialises") + "\n";
     }
     let verb = match s.outcome {
         Outcome::Completed => "completed",
         Outcome::Interrupted => "interrupted (run again to resume)",
     };
-    println!(
+    format!(
         "{verb}: {} of {} records loaded ({} in this run), {} rejected ({}), {} calls, {} retries, {} window pauses, {:.1} s, {:.0} posts/s",
         s.loaded,
         s.records,
@@ -287,7 +326,7 @@ fn print_summary(s: &Summary, json: bool) {
         s.window_pauses,
         s.seconds,
         s.posts_per_second
-    );
+    )
 }
 
 async fn cmd_verify(a: VerifyArgs) -> Result<u8, CliError> {
@@ -314,28 +353,22 @@ async fn cmd_verify(a: VerifyArgs) -> Result<u8, CliError> {
     let report = verify::verify(&plan, &client, &picked)
         .await
         .map_err(failed)?;
+    let mut text = String::new();
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
+        text = serde_json::to_string(&report).expect("report serialises") + "\n";
     } else {
         for m in &report.mismatches {
-            println!(
-                "{}:{}: {}: {}",
-                m.file.display(),
-                m.line,
-                m.resident,
-                m.problem
-            );
+            let (file, line) = (m.file.display(), m.line);
+            text += &format!("{file}:{line}: {}: {}\n", m.resident, m.problem);
         }
-        println!(
-            "{} sampled: {} as loaded, {} missing or different",
+        text += &format!(
+            "{} sampled: {} as loaded, {} missing or different\n",
             report.sampled,
             report.matched,
             report.mismatches.len()
         );
     }
+    print(&text)?;
     Ok(if report.mismatches.is_empty() { 0 } else { 1 })
 }
 
@@ -345,7 +378,7 @@ async fn cmd_probe(config_path: &Path, a: ProbeArgs) -> Result<u8, CliError> {
         None => crate::client::TlsFiles::default(),
     };
     let url = if a.url.trim_end_matches('/').matches('/').count() <= 2 {
-        config::endpoint(&a.url, ei_server::codec::Operation::FindContent)
+        config::endpoint(&a.url, ei_server::operation::Operation::FindContent)
     } else {
         a.url.clone()
     };
@@ -358,11 +391,9 @@ async fn cmd_probe(config_path: &Path, a: ProbeArgs) -> Result<u8, CliError> {
     )
     .map_err(failed)?;
     let report = probe::probe(&client, &a.domain, &a.known, &a.unknown).await;
+    let mut text = String::new();
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
+        text = serde_json::to_string(&report).expect("report serialises") + "\n";
     } else {
         for l in [&report.known, &report.unknown] {
             let found = l.found.map_or_else(
@@ -370,11 +401,12 @@ async fn cmd_probe(config_path: &Path, a: ProbeArgs) -> Result<u8, CliError> {
                 |n| format!("{n} posts"),
             );
             let verdict = if l.ok { "ok" } else { "WRONG" };
-            println!(
-                "{verdict}: {} (expected {}): {found} in {:.1} ms",
+            text += &format!(
+                "{verdict}: {} (expected {}): {found} in {:.1} ms\n",
                 l.resident, l.expected, l.millis
             );
         }
     }
+    print(&text)?;
     Ok(if report.ok() { 0 } else { 1 })
 }

@@ -3,10 +3,9 @@
 //! into what the caller does next: done, a contract fault about the records (split
 //! and isolate), a failure worth retrying, or a failure retrying cannot fix.
 
-use ei_server::codec::{
-    parse_reply, write_find_content_request, write_write_request, Operation, Reply,
-};
+use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
 use ei_server::model::{RawEngagement, Transaction};
+use ei_server::operation::WriteOperation;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,9 +85,14 @@ impl EiClient {
         txs: &[Transaction],
         correlation_id: &str,
     ) -> Result<UpdateOutcome, CallError> {
-        let mut body = String::with_capacity(200 + txs.len() * 900);
-        write_write_request(&mut body, Operation::Update, &self.logical_address, txs);
-        let (status, reply) = self.post(&self.update_url, body, correlation_id).await?;
+        let call = SoapCall::write(
+            &self.update_url,
+            WriteOperation::Update,
+            &self.logical_address,
+            txs,
+            correlation_id,
+        );
+        let (status, reply) = self.post(call).await?;
         classify_update(status, &reply)
     }
 
@@ -98,32 +102,29 @@ impl EiClient {
         query: &RawEngagement,
         correlation_id: &str,
     ) -> Result<Vec<RawEngagement>, CallError> {
-        let mut body = String::new();
-        write_find_content_request(&mut body, &self.logical_address, query);
-        let (status, reply) = self
-            .post(&self.find_content_url, body, correlation_id)
-            .await?;
-        match parse_reply(&reply) {
-            Ok(Reply::Engagements(e)) if status == 200 => Ok(e),
-            Ok(Reply::Fault { message, .. }) => {
-                Err(CallError::Fatal(format!("FindContent fault: {message}")))
+        let call = SoapCall::find_content(
+            &self.find_content_url,
+            &self.logical_address,
+            query,
+            correlation_id,
+        );
+        let (status, reply) = self.post(call).await?;
+        match classify_find_content(status, &reply) {
+            Outcome::Ok(e) => Ok(e),
+            Outcome::Fault { text, .. } => {
+                Err(CallError::Fatal(format!("FindContent fault: {text}")))
             }
-            _ => Err(unusable(status, &reply)),
+            other => Err(unusable(other)),
         }
     }
 
-    async fn post(
-        &self,
-        url: &str,
-        body: String,
-        correlation_id: &str,
-    ) -> Result<(u16, Vec<u8>), CallError> {
-        let resp = self
-            .http
-            .post(url)
-            .header("content-type", "text/xml; charset=UTF-8")
-            .header("x-skltp-correlation-id", correlation_id)
-            .body(body)
+    async fn post(&self, call: SoapCall) -> Result<(u16, Vec<u8>), CallError> {
+        let url = call.url;
+        let mut request = self.http.post(&url).body(call.body);
+        for (name, value) in call.headers {
+            request = request.header(name, value);
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| CallError::Retryable(format!("{url}: {}", chain(&e))))?;
@@ -180,48 +181,48 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// Sorts an Update reply (status and body) into what to do next.
 pub fn classify_update(status: u16, body: &[u8]) -> Result<UpdateOutcome, CallError> {
-    match parse_reply(body) {
-        Ok(Reply::Result { code, .. }) if status == 200 && code == "OK" => Ok(UpdateOutcome::Ok),
-        Ok(Reply::Result { code, comment }) if status == 200 && code == "ERROR" => {
-            let text = comment.unwrap_or_default();
-            record_fault(&text)
-                .ok_or_else(|| CallError::Fatal(format!("the index answered ERROR: {text}")))
+    let outcome = classify_write(status, body);
+    if let Some(rejected) = record_fault(&outcome) {
+        return Ok(rejected);
+    }
+    let retry = outcome.is_server_fault() || matches!(outcome, Outcome::Fault { status: 503, .. });
+    match outcome {
+        Outcome::Ok(_) => Ok(UpdateOutcome::Ok),
+        Outcome::Refused { comment } => Err(CallError::Fatal(format!(
+            "the index answered ERROR: {comment}"
+        ))),
+        Outcome::Fault { text, .. } if retry => {
+            Err(CallError::Retryable(format!("server fault: {text}")))
         }
-        Ok(Reply::Fault { code, message }) => {
-            if let Some(outcome) = record_fault(&message) {
-                return Ok(outcome);
-            }
-            if code.ends_with("Server") || status == 503 {
-                Err(CallError::Retryable(format!("server fault: {message}")))
-            } else {
-                Err(CallError::Fatal(format!(
-                    "the index refused the call: {message}"
-                )))
-            }
-        }
-        _ => Err(unusable(status, body)),
+        Outcome::Fault { text, .. } => Err(CallError::Fatal(format!(
+            "the index refused the call: {text}"
+        ))),
+        other => Err(unusable(other)),
     }
 }
 
-/// `Rejected` when the text is an EI002/EI004–EI006 fault.
-fn record_fault(text: &str) -> Option<UpdateOutcome> {
-    let code = text.split(':').next()?.trim();
-    RECORD_CODES
-        .contains(&code)
-        .then(|| UpdateOutcome::Rejected {
-            code: code.to_owned(),
-            text: text.to_owned(),
-        })
+/// `Rejected` when the answer is an EI002/EI004–EI006 fault or refusal.
+fn record_fault<T>(outcome: &Outcome<T>) -> Option<UpdateOutcome> {
+    let code = outcome.ei_code().filter(|c| RECORD_CODES.contains(c))?;
+    let text = match outcome {
+        Outcome::Fault { text, .. } => text,
+        Outcome::Refused { comment } => comment,
+        _ => return None,
+    };
+    Some(UpdateOutcome::Rejected {
+        code: code.to_owned(),
+        text: text.clone(),
+    })
 }
 
-/// A reply that is not the contract's: 5xx is retried, anything else is fatal.
-fn unusable(status: u16, body: &[u8]) -> CallError {
-    let excerpt: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    let msg = format!("HTTP {status}: {excerpt}");
-    if status >= 500 || status == 429 {
-        CallError::Retryable(msg)
-    } else {
-        CallError::Fatal(msg)
+/// An answer that is not the contract's: 5xx and 429 are retried, anything else
+/// (another status, an unreadable reply) is fatal.
+fn unusable<T>(outcome: Outcome<T>) -> CallError {
+    match outcome {
+        Outcome::Status { status, .. } if status >= 500 || status == 429 => {
+            CallError::Retryable(outcome.to_string())
+        }
+        other => CallError::Fatal(other.to_string()),
     }
 }
 
@@ -240,7 +241,7 @@ mod tests {
         let mut ok = String::new();
         ei_server::codec::write_result(
             &mut ok,
-            Operation::Update,
+            WriteOperation::Update,
             ei_server::codec::ResultCode::Ok,
             None,
         );
@@ -272,7 +273,7 @@ mod tests {
         let mut err = String::new();
         ei_server::codec::write_result(
             &mut err,
-            Operation::Update,
+            WriteOperation::Update,
             ei_server::codec::ResultCode::Error,
             Some("EI004: bad"),
         );

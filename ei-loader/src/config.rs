@@ -4,7 +4,7 @@
 //! whether it is a production environment (which brings the 14-day lead time).
 
 use crate::client::TlsFiles;
-use ei_server::codec::Operation;
+use ei_server::operation::Operation;
 use ei_server::rules::RulesConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -186,7 +186,7 @@ fn parse_header(headers: &csv::StringRecord) -> Result<Vec<Column>, String> {
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for f in &Field::KEY[..8] {
+    for f in &Field::UPDATE_KEY {
         if !columns
             .iter()
             .any(|c| matches!(c, Column::Field(g) if g == f))
@@ -340,7 +340,7 @@ pub fn record_json(tx: &RawTransaction) -> serde_json::Value {
 /// The key fields a FindContent for this post filters on (all but owner).
 pub fn key_query(e: &RawEngagement) -> RawEngagement {
     let mut q = RawEngagement::default();
-    for f in &Field::KEY[..8] {
+    for f in &Field::UPDATE_KEY {
         if let Some(v) = e.get(*f) {
             q.set(*f, v);
         }

@@ -6,7 +6,8 @@
 //!   ([`dedup`]), counts per source system and data controller;
 //! - [`plan`]: the order (TOML plan file, order form, 14-day rule, estimate);
 //! - [`run`] and [`worker`]: the throttled, windowed, resumable load, with its
-//!   [`journal`], retries and reject file; [`progress`] draws it;
+//!   [`journal`], retries and reject file ([`rejects`]); the producer hands the
+//!   workers [`post`]s; both stop with a [`run_error`]; [`progress`] draws it;
 //! - [`verify`]: the care provider's spot check (stickprov) with FindContent;
 //! - [`probe`]: the platform's connectivity test (förbindelseprov);
 //! - [`client`]: the two services over HTTP; [`config`]: environment profiles;
@@ -24,9 +25,12 @@ pub mod dedup;
 pub mod input;
 pub mod journal;
 pub mod plan;
+pub mod post;
 pub mod probe;
 pub mod progress;
+pub mod rejects;
 pub mod run;
+pub mod run_error;
 pub mod verify;
 pub mod window;
 pub mod worker;

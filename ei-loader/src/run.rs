@@ -9,49 +9,23 @@ use crate::check::validate;
 use crate::client::EiClient;
 use crate::clock::{format_local, to_local, Clock};
 use crate::config::rules_for;
-use crate::input::{read_all, record_json, InputError, Item, Location};
-use crate::journal::{self, Done, Event, Journal, JournalError};
-use crate::plan::{fingerprint, Plan, PlanError};
+use crate::input::{read_all, Item};
+use crate::journal::{self, Done, Event, Journal};
+use crate::plan::{fingerprint, Plan};
+use crate::post::Post;
 use crate::progress::{Progress, Stats};
+use crate::rejects::Rejects;
 use crate::worker::{Worker, WorkerShared};
-use ei_server::model::{RawTransaction, Transaction};
 use serde::Serialize;
-use std::fs::File;
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+pub use crate::rejects::rejects_path_for;
+pub use crate::run_error::RunError;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// Why a run stopped before the load was done (the journal keeps what was done).
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(
-        "input {path} changed since the plan was made (its SHA-256 differs); refusing to load it"
-    )]
-    InputChanged { path: PathBuf },
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error("reject file {path}: {source}")]
-    RejectFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("call {call} failed and retrying cannot help: {message}")]
-    Fatal { call: String, message: String },
-    #[error("call {call} still failing after {attempts} attempts: {message}")]
-    GaveUp {
-        call: String,
-        attempts: u32,
-        message: String,
-    },
-}
 
 /// How to run.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,84 +63,6 @@ pub struct Summary {
     pub posts_per_second: f64,
     pub journal: PathBuf,
     pub reject_file: PathBuf,
-}
-
-/// One record on its way: where it came from, validated and as read.
-#[derive(Clone, Debug)]
-pub struct Post {
-    pub seq: u64,
-    pub at: Location,
-    pub tx: Transaction,
-    pub raw: RawTransaction,
-}
-
-/// The reject file: one JSON line per rejected record with the reason.
-#[derive(Debug)]
-pub struct Rejects {
-    path: PathBuf,
-    inputs: Vec<PathBuf>,
-    file: Mutex<File>,
-}
-
-impl Rejects {
-    fn open(path: &Path, inputs: Vec<PathBuf>) -> Result<Rejects, RunError> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| RunError::RejectFile {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Rejects {
-            path: path.to_owned(),
-            inputs,
-            file: Mutex::new(file),
-        })
-    }
-
-    /// Writes the record and its reason, then journals the rejection durably.
-    pub fn reject(
-        &self,
-        journal: &Journal,
-        seq: u64,
-        at: Location,
-        raw: Option<&RawTransaction>,
-        code: &str,
-        reason: &str,
-    ) -> Result<(), RunError> {
-        let line = serde_json::json!({
-            "seq": seq,
-            "file": self.inputs.get(at.file),
-            "line": at.line,
-            "code": code,
-            "reason": reason,
-            "record": raw.map(record_json),
-        });
-        let mut text = line.to_string();
-        text.push('\n');
-        self.file
-            .lock()
-            .expect("reject lock")
-            .write_all(text.as_bytes())
-            .map_err(|source| RunError::RejectFile {
-                path: self.path.clone(),
-                source,
-            })?;
-        journal.append(
-            &Event::Reject {
-                seq,
-                code: code.to_owned(),
-            },
-            true,
-        )?;
-        Ok(())
-    }
-}
-
-/// The reject file's path for a plan.
-pub fn rejects_path_for(plan: &Path) -> PathBuf {
-    plan.with_extension("rejects.jsonl")
 }
 
 /// What a run starts from: the checked inputs, the journal and what it says is done,

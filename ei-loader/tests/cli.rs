@@ -189,3 +189,35 @@ async fn a_fault_retrying_cannot_fix_stops_the_run_with_exit_3() {
     assert_eq!(count(&server.base).await, 0);
     server.stop().await;
 }
+
+/// Runs the binary with stdout a pipe whose reader is already gone, as in
+/// `ei-loader check … | head` after head quit.
+fn ei_loader_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_ei-loader"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_success() {
+    let dir = tempfile::tempdir().unwrap();
+    // Findings would make the exit code 1 and fill stdout.
+    let bad = write_csv(
+        dir.path(),
+        "bad.csv",
+        (0..50).map(|i| row_with(i, "SE2321000016-15CQ", "2024")),
+    );
+    for extra in [None, Some("--json")] {
+        let mut args = vec!["check", bad.to_str().unwrap()];
+        args.extend(extra);
+        let out = ei_loader_into_closed_pipe(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: nothing on stderr, got {err}");
+    }
+}

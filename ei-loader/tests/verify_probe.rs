@@ -6,8 +6,8 @@ use common::*;
 use ei_loader::client::EiClient;
 use ei_loader::config::endpoint;
 use ei_loader::verify::{sample, verify};
-use ei_server::codec::Operation;
 use ei_server::model::{Action, Transaction};
+use ei_server::operation::Operation;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

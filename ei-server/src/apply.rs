@@ -4,7 +4,7 @@
 //! the unit tests drive the same code.
 
 use crate::model::{Action, Engagement, EngagementKey, Timestamp, Transaction};
-use crate::rules::WriteService;
+use crate::operation::WriteOperation;
 
 /// Read access to the current posts, with the request's own writes visible.
 pub trait View {
@@ -84,7 +84,7 @@ impl Outcome {
 
 /// Applies the transactions of one request, in order, at time `now`.
 pub fn apply<V: View>(
-    service: WriteService,
+    service: WriteOperation,
     own_hsa_id: &str,
     transactions: &[Transaction],
     now: Timestamp,
@@ -95,8 +95,8 @@ pub fn apply<V: View>(
         match t.action {
             Action::Delete => delete(&t.engagement.key, view, &mut out)?,
             Action::Save => match service {
-                WriteService::Update => save_update(&t.engagement, now, view, &mut out)?,
-                WriteService::ProcessNotification => {
+                WriteOperation::Update => save_update(&t.engagement, now, view, &mut out)?,
+                WriteOperation::ProcessNotification => {
                     save_notification(&t.engagement, own_hsa_id, now, view, &mut out)?
                 }
             },
@@ -241,7 +241,7 @@ mod tests {
 
     fn raw(owner: Option<&str>, mrc: Option<&str>, delete: bool) -> RawTransaction {
         let mut e = RawEngagement::default();
-        for f in &Field::KEY[..8] {
+        for f in &Field::UPDATE_KEY {
             e.set(*f, format!("v-{}", f.index()));
         }
         if let Some(o) = owner {
@@ -259,14 +259,20 @@ mod tests {
     fn update(view: &mut MapView, mrc: Option<&str>, delete: bool, now: &str) -> Outcome {
         let cfg = RulesConfig::new(OWN, "p");
         let txs = validate_update(&cfg, Some(OWN), vec![raw(None, mrc, delete)]).unwrap();
-        let Ok(o) = apply(WriteService::Update, OWN, &txs, ts(now), view);
+        let Ok(o) = apply(WriteOperation::Update, OWN, &txs, ts(now), view);
         o
     }
 
     fn notify(view: &mut MapView, t: RawTransaction, now: &str) -> Outcome {
         let cfg = RulesConfig::new(OWN, "p");
         let txs = validate_notification(&cfg, vec![t]).unwrap();
-        let Ok(o) = apply(WriteService::ProcessNotification, OWN, &txs, ts(now), view);
+        let Ok(o) = apply(
+            WriteOperation::ProcessNotification,
+            OWN,
+            &txs,
+            ts(now),
+            view,
+        );
         o
     }
 
@@ -417,7 +423,7 @@ mod tests {
         update(&mut v, None, false, "20260101100000");
         let txs = validate_notification(&cfg, vec![a, b]).unwrap();
         let Ok(o) = apply(
-            WriteService::ProcessNotification,
+            WriteOperation::ProcessNotification,
             OWN,
             &txs,
             ts("20260101110000"),

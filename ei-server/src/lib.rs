@@ -3,6 +3,8 @@
 //! Always available (no RocksDB, no runtime; what `ei-loader` and `capacity` reuse
 //! with `default-features = false`):
 //! - [`model`]: the engagement, its key, the contract timestamp;
+//! - [`operation`]: which operation a request is (Update, ProcessNotification,
+//!   FindContent), end to end;
 //! - [`rules`]: every validation rule and the error → wire table;
 //! - [`apply`]: what a valid request does to the index (pure);
 //! - [`codec`]: the SOAP 1.1 reader and writer (`quick_xml` only here);
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod codec;
 pub mod metrics;
 pub mod model;
+pub mod operation;
 pub mod rules;
 pub mod wsdl;
 

@@ -2,6 +2,7 @@
 //! text format. Lock-free on the hot path (atomics), except the per-code request
 //! counters, which take a short mutex.
 
+use crate::operation::Operation;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -67,6 +68,7 @@ impl Histogram {
 /// Everything `/metrics` reports.
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Indexed by [`Operation::index`].
     latency: [Histogram; 3],
     pub inserted: AtomicU64,
     pub updated: AtomicU64,
@@ -77,9 +79,6 @@ pub struct Metrics {
     batch_requests: Histogram,
     batch_engagements: Histogram,
 }
-
-/// The services, as metric labels.
-pub const SERVICES: [&str; 3] = ["Update", "ProcessNotification", "FindContent"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -103,15 +102,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one finished request: its service (one of [`SERVICES`]), its outcome
+    /// Records one finished request: its operation (the `service` label), its outcome
     /// (`OK`, an EI code, or `header`) and how long it took.
-    pub fn request(&self, service: &'static str, outcome: &'static str, elapsed: Duration) {
+    pub fn request(&self, op: Operation, outcome: &'static str, elapsed: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((service, outcome)).or_default() += 1;
+            *m.entry((op.name(), outcome)).or_default() += 1;
         }
-        if let Some(i) = SERVICES.iter().position(|s| *s == service) {
-            self.latency[i].observe(elapsed.as_secs_f64());
-        }
+        self.latency[op.index()].observe(elapsed.as_secs_f64());
     }
 
     /// Records one group commit (one WAL fsync) of `requests` requests writing
@@ -135,11 +132,11 @@ impl Metrics {
             }
         }
         out.push_str("# HELP ei_request_duration_seconds Request latency by service.\n# TYPE ei_request_duration_seconds histogram\n");
-        for (s, h) in SERVICES.iter().zip(&self.latency) {
+        for (op, h) in Operation::ALL.iter().zip(&self.latency) {
             h.render(
                 &mut out,
                 "ei_request_duration_seconds",
-                &format!("service=\"{s}\""),
+                &format!("service=\"{}\"", op.name()),
             );
         }
         out.push_str("# HELP ei_engagements_changed_total Effective changes written, by kind.\n# TYPE ei_engagements_changed_total counter\n");
@@ -197,8 +194,8 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.request("Update", "OK", Duration::from_micros(300));
-        m.request("Update", "EI004", Duration::from_millis(3));
+        m.request(Operation::Update, "OK", Duration::from_micros(300));
+        m.request(Operation::Update, "EI004", Duration::from_millis(3));
         m.group_commit(3, 1500);
         let text = m.render(&[("ei_engagements", "Posts.", 7.0)]);
         assert!(text.contains("ei_requests_total{service=\"Update\",outcome=\"OK\"} 1"));

@@ -54,11 +54,53 @@ impl Field {
         Field::Owner,
     ];
 
+    /// The key fields a source system sets: all but owner, which the index stamps on
+    /// an Update (so they are what Update requires and what tells two posts apart
+    /// before the stamp).
+    pub const UPDATE_KEY: [Field; 8] = [
+        Field::RegisteredResidentIdentification,
+        Field::ServiceDomain,
+        Field::Categorization,
+        Field::LogicalAddress,
+        Field::BusinessObjectInstanceIdentifier,
+        Field::ClinicalProcessInterestId,
+        Field::SourceSystem,
+        Field::DataController,
+    ];
+
+    /// The key fields FindContent filters on by exact match, after the resident,
+    /// domain and categorization its key prefix covers.
+    pub const FIND_FILTERS: [Field; 6] = [
+        Field::LogicalAddress,
+        Field::BusinessObjectInstanceIdentifier,
+        Field::ClinicalProcessInterestId,
+        Field::SourceSystem,
+        Field::DataController,
+        Field::Owner,
+    ];
+
     /// The three timestamp fields.
     pub const TIMESTAMPS: [Field; 3] = [
         Field::MostRecentContent,
         Field::CreationTime,
         Field::UpdateTime,
+    ];
+
+    /// All fields in the order of `EngagementType`'s XSD sequence (how they are
+    /// written on the wire).
+    pub const XSD_ORDER: [Field; 12] = [
+        Field::RegisteredResidentIdentification,
+        Field::ServiceDomain,
+        Field::Categorization,
+        Field::LogicalAddress,
+        Field::BusinessObjectInstanceIdentifier,
+        Field::ClinicalProcessInterestId,
+        Field::MostRecentContent,
+        Field::SourceSystem,
+        Field::CreationTime,
+        Field::UpdateTime,
+        Field::DataController,
+        Field::Owner,
     ];
 
     /// The element name on the wire.
@@ -116,7 +158,26 @@ impl Field {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// Position in [`Field::KEY`]; `None` for the timestamps.
+    pub const fn key_index(self) -> Option<usize> {
+        // KEY is ALL's first nine fields, in the same order (checked below).
+        if self.index() < Field::KEY.len() {
+            Some(self.index())
+        } else {
+            None
+        }
+    }
 }
+
+// `key_index` relies on the key fields leading `Field::ALL` in key order.
+const _: () = {
+    let mut i = 0;
+    while i < Field::KEY.len() {
+        assert!(Field::KEY[i] as usize == i);
+        i += 1;
+    }
+};
 
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,7 +272,9 @@ pub const fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         _ => 0,
     }
@@ -267,39 +330,41 @@ impl EngagementKey {
 
     /// One key field's value; `None` for the non-key fields.
     pub fn get(&self, field: Field) -> Option<&str> {
-        Field::KEY
-            .iter()
-            .position(|f| *f == field)
-            .map(|i| self.parts[i].as_str())
+        field.key_index().map(|i| self.parts[i].as_str())
+    }
+
+    /// A key field's value (one of [`Field::KEY`]).
+    fn part(&self, field: Field) -> &str {
+        self.get(field).unwrap_or_default()
     }
 
     pub fn registered_resident_identification(&self) -> &str {
-        &self.parts[0]
+        self.part(Field::RegisteredResidentIdentification)
     }
     pub fn service_domain(&self) -> &str {
-        &self.parts[1]
+        self.part(Field::ServiceDomain)
     }
     pub fn categorization(&self) -> &str {
-        &self.parts[2]
+        self.part(Field::Categorization)
     }
     pub fn logical_address(&self) -> &str {
-        &self.parts[3]
+        self.part(Field::LogicalAddress)
     }
     pub fn source_system(&self) -> &str {
-        &self.parts[6]
+        self.part(Field::SourceSystem)
     }
     pub fn data_controller(&self) -> &str {
-        &self.parts[7]
+        self.part(Field::DataController)
     }
     pub fn owner(&self) -> &str {
-        &self.parts[8]
+        self.part(Field::Owner)
     }
 
     /// The same key with another owner (ProcessNotification's owner change, Update's
     /// owner stamping).
     pub fn with_owner(&self, owner: &str) -> EngagementKey {
         let mut parts = self.parts.clone();
-        parts[8] = owner.to_owned();
+        parts[Field::Owner.index()] = owner.to_owned();
         EngagementKey { parts }
     }
 }
@@ -339,10 +404,17 @@ pub struct PostRef<'a> {
 impl PostRef<'_> {
     /// A key field's value; `None` for the non-key fields.
     pub fn key_field(&self, field: Field) -> Option<&str> {
-        Field::KEY
-            .iter()
-            .position(|f| *f == field)
-            .map(|i| &*self.parts[i])
+        field.key_index().map(|i| &*self.parts[i])
+    }
+
+    /// A timestamp field's value; `None` when unset or for the key fields.
+    pub fn timestamp(&self, field: Field) -> Option<Timestamp> {
+        match field {
+            Field::MostRecentContent => self.most_recent_content,
+            Field::CreationTime => self.creation_time,
+            Field::UpdateTime => self.update_time,
+            _ => None,
+        }
     }
 
     /// An owned engagement.

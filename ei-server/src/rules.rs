@@ -6,6 +6,7 @@ use crate::model::{
     Action, Engagement, EngagementKey, Field, FindQuery, RawEngagement, RawFindContent,
     RawTransaction, Timestamp, Transaction,
 };
+use crate::operation::WriteOperation;
 
 /// Most transactions one Update/ProcessNotification may carry.
 pub const MAX_TRANSACTIONS: usize = 1000;
@@ -166,13 +167,6 @@ impl RulesConfig {
     }
 }
 
-/// Which of the two writing services a request came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteService {
-    Update,
-    ProcessNotification,
-}
-
 /// Rule 1, for all three services.
 pub fn check_correlation_id(header: Option<&str>) -> Result<(), EiError> {
     match header {
@@ -191,7 +185,7 @@ pub fn validate_update(
     if cfg.check_logical_address {
         check_routing(cfg, logical_address)?;
     }
-    validate_transactions(cfg, WriteService::Update, transactions)
+    validate_transactions(cfg, WriteOperation::Update, transactions)
 }
 
 /// Rules 3–4 for ProcessNotification (no routing check, owner mandatory), then loop
@@ -200,7 +194,7 @@ pub fn validate_notification(
     cfg: &RulesConfig,
     transactions: Vec<RawTransaction>,
 ) -> Result<Vec<Transaction>, EiError> {
-    let mut valid = validate_transactions(cfg, WriteService::ProcessNotification, transactions)?;
+    let mut valid = validate_transactions(cfg, WriteOperation::ProcessNotification, transactions)?;
     valid.retain(|t| t.engagement.key.owner() != cfg.own_hsa_id);
     Ok(valid)
 }
@@ -234,11 +228,11 @@ fn check_count(n: usize) -> Result<(), EiError> {
 /// Rules 3 and 4a–4f, stopping at the first error.
 pub fn validate_transactions(
     cfg: &RulesConfig,
-    service: WriteService,
+    service: WriteOperation,
     mut transactions: Vec<RawTransaction>,
 ) -> Result<Vec<Transaction>, EiError> {
     check_count(transactions.len())?;
-    if service == WriteService::Update {
+    if service == WriteOperation::Update {
         for t in &mut transactions {
             t.engagement.set(Field::Owner, cfg.own_hsa_id.as_str());
         }
@@ -266,7 +260,7 @@ pub fn validate_transactions(
 /// Rules 4b–4f for transaction number `index` (1-based).
 fn check_transaction(
     cfg: &RulesConfig,
-    service: WriteService,
+    service: WriteOperation,
     index: usize,
     t: &RawTransaction,
 ) -> Result<(), EiError> {
@@ -298,19 +292,19 @@ fn check_transaction(
 }
 
 /// The mandatory fields (rule 4d): the key fields, owner only for ProcessNotification.
-fn mandatory_fields(service: WriteService) -> &'static [Field] {
+fn mandatory_fields(service: WriteOperation) -> &'static [Field] {
     match service {
-        WriteService::Update => &Field::KEY[..8],
-        WriteService::ProcessNotification => &Field::KEY[..],
+        WriteOperation::Update => &Field::UPDATE_KEY,
+        WriteOperation::ProcessNotification => &Field::KEY,
     }
 }
 
 /// The timestamps rule 4f parses: Update ignores creationTime/updateTime (the index
 /// sets them), so only mostRecentContent is checked there.
-fn timestamp_fields(service: WriteService) -> &'static [Field] {
+fn timestamp_fields(service: WriteOperation) -> &'static [Field] {
     match service {
-        WriteService::Update => &Field::TIMESTAMPS[..1],
-        WriteService::ProcessNotification => &Field::TIMESTAMPS[..],
+        WriteOperation::Update => &[Field::MostRecentContent],
+        WriteOperation::ProcessNotification => &Field::TIMESTAMPS,
     }
 }
 
@@ -362,7 +356,7 @@ fn payload(message: String) -> EiError {
 }
 
 /// Turns a checked raw transaction into a valid one.
-fn build_transaction(service: WriteService, t: RawTransaction) -> Result<Transaction, EiError> {
+fn build_transaction(service: WriteOperation, t: RawTransaction) -> Result<Transaction, EiError> {
     let action = parse_delete_flag(t.delete_flag.as_deref())?;
     let mut fields = t.engagement.fields;
     let mut take = |f: Field| fields[f.index()].take().unwrap_or_default();
@@ -377,8 +371,8 @@ fn build_transaction(service: WriteService, t: RawTransaction) -> Result<Transac
     };
     let most_recent_content = ts(Field::MostRecentContent)?;
     let (creation_time, update_time) = match service {
-        WriteService::Update => (None, None),
-        WriteService::ProcessNotification => (ts(Field::CreationTime)?, ts(Field::UpdateTime)?),
+        WriteOperation::Update => (None, None),
+        WriteOperation::ProcessNotification => (ts(Field::CreationTime)?, ts(Field::UpdateTime)?),
     };
     Ok(Transaction {
         action,
@@ -402,9 +396,9 @@ pub fn validate_find(raw: RawFindContent) -> Result<FindQuery, EiError> {
     let domain = take(Field::ServiceDomain)
         .ok_or_else(|| EiError::Technical("serviceDomain is mandatory but missing".into()))?;
     let categorization = take(Field::Categorization);
-    let filters = Field::KEY[3..]
-        .iter()
-        .filter_map(|field| take(*field).map(|v| (*field, v)))
+    let filters = Field::FIND_FILTERS
+        .into_iter()
+        .filter_map(|field| take(field).map(|v| (field, v)))
         .collect();
     let most_recent_content = match take(Field::MostRecentContent) {
         Some(v) => Some(

@@ -4,10 +4,11 @@
 
 use crate::apply::Change;
 use crate::clock;
-use crate::codec::{self, CodecError, Operation, Request, ResultCode};
+use crate::codec::{self, CodecError, Request, ResultCode};
 use crate::config::ErrorMode;
 use crate::metrics::Metrics;
-use crate::rules::{self, EiError, RulesConfig, WriteService};
+use crate::operation::{Operation, WriteOperation};
+use crate::rules::{self, EiError, RulesConfig};
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -59,8 +60,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => self.error_reply(op, &e),
         };
-        self.metrics
-            .request(op.name(), reply.outcome, started.elapsed());
+        self.metrics.request(op, reply.outcome, started.elapsed());
         reply
     }
 
@@ -74,8 +74,14 @@ impl Service {
         let request = parse(body)
             .await
             .map_err(|e| EiError::Technical(e.to_string()))?;
-        match (op, request) {
-            (Operation::FindContent, Request::FindContent { query, .. }) => {
+        if request.operation() != op {
+            return Err(EiError::Technical(format!(
+                "this endpoint serves {op} but the request is {}",
+                request.operation()
+            )));
+        }
+        match request {
+            Request::FindContent { query, .. } => {
                 let q = rules::validate_find(*query)?;
                 let store = self.store.clone();
                 let (found, body) = tokio::task::spawn_blocking(move || {
@@ -91,26 +97,18 @@ impl Service {
                 tracing::debug!(found, "FindContent");
                 Ok(ok_reply(body))
             }
-            (
-                Operation::Update | Operation::ProcessNotification,
-                Request::Write {
-                    operation,
-                    logical_address,
-                    transactions,
-                },
-            ) if operation == op => self
-                .write(op, logical_address.as_deref(), transactions)
+            Request::Write {
+                operation,
+                logical_address,
+                transactions,
+            } => self
+                .write(operation, logical_address.as_deref(), transactions)
                 .await
                 .map(|_| {
                     let mut body = String::with_capacity(400);
-                    codec::write_result(&mut body, op, ResultCode::Ok, None);
+                    codec::write_result(&mut body, operation, ResultCode::Ok, None);
                     ok_reply(body)
                 }),
-            (_, other) => Err(EiError::Technical(format!(
-                "this endpoint serves {} but the request is {}",
-                op.name(),
-                request_name(&other)
-            ))),
         }
     }
 
@@ -118,19 +116,17 @@ impl Service {
     /// changes.
     pub async fn write(
         &self,
-        op: Operation,
+        op: WriteOperation,
         logical_address: Option<&str>,
         transactions: Vec<crate::model::RawTransaction>,
     ) -> Result<Changes, EiError> {
-        let (service, valid) = match op {
-            Operation::Update => (
-                WriteService::Update,
-                rules::validate_update(&self.rules, logical_address, transactions)?,
-            ),
-            _ => (
-                WriteService::ProcessNotification,
-                rules::validate_notification(&self.rules, transactions)?,
-            ),
+        let valid = match op {
+            WriteOperation::Update => {
+                rules::validate_update(&self.rules, logical_address, transactions)?
+            }
+            WriteOperation::ProcessNotification => {
+                rules::validate_notification(&self.rules, transactions)?
+            }
         };
         if valid.is_empty() {
             // ProcessNotification whose every transaction was this index's own (pR4).
@@ -139,15 +135,10 @@ impl Service {
         let n = valid.len();
         let changes = self
             .store
-            .write(service, valid, clock::now())
+            .write(op, valid, clock::now())
             .await
             .map_err(|e| internal("write", &*e))?;
-        tracing::info!(
-            transactions = n,
-            changes = changes.len(),
-            "{} applied",
-            op.name()
-        );
+        tracing::info!(transactions = n, changes = changes.len(), "{op} applied");
         Ok(changes)
     }
 
@@ -156,7 +147,7 @@ impl Service {
     pub fn refuse(&self, op: Operation, e: EiError) -> Reply {
         let reply = self.error_reply(op, &e);
         self.metrics
-            .request(op.name(), reply.outcome, std::time::Duration::ZERO);
+            .request(op, reply.outcome, std::time::Duration::ZERO);
         reply
     }
 
@@ -169,11 +160,9 @@ impl Service {
             tracing::info!(code = outcome, "request refused: {}", wire.text);
         }
         let mut body = String::with_capacity(512);
-        if self.error_mode == ErrorMode::ResultCode
-            && e.is_logical()
-            && op != Operation::FindContent
-        {
-            codec::write_result(&mut body, op, ResultCode::Error, Some(&wire.text));
+        let write = op.write().filter(|_| e.is_logical());
+        if let (ErrorMode::ResultCode, Some(write)) = (self.error_mode, write) {
+            codec::write_result(&mut body, write, ResultCode::Error, Some(&wire.text));
             return Reply {
                 status: 200,
                 body,
@@ -199,13 +188,6 @@ fn ok_reply(body: String) -> Reply {
         status: 200,
         body,
         outcome: "OK",
-    }
-}
-
-fn request_name(r: &Request) -> &'static str {
-    match r {
-        Request::FindContent { .. } => "FindContent",
-        Request::Write { operation, .. } => operation.name(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! `/skltp-ei/schemas/…`, where the XSDs are served unchanged (their own relative
 //! imports resolve against that URL), so SOAP tools import a service from its URL.
 
-use crate::codec::Operation;
+use crate::operation::Operation;
 
 /// Where the schemas are served; the path below it mirrors the contract's folders.
 pub const SCHEMA_ROOT: &str = "/skltp-ei/schemas/";

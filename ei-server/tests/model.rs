@@ -4,7 +4,8 @@
 
 use ei_server::metrics::Metrics;
 use ei_server::model::{Engagement, Field, FindQuery, RawEngagement, RawTransaction, Timestamp};
-use ei_server::rules::{validate_notification, validate_update, RulesConfig, WriteService};
+use ei_server::operation::WriteOperation;
+use ei_server::rules::{validate_notification, validate_update, RulesConfig};
 use ei_server::store::{Store, StoreOptions};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -264,7 +265,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let valid = result.unwrap();
                 let changes = rt
-                    .block_on(store.write(WriteService::Update, valid, now_ts))
+                    .block_on(store.write(WriteOperation::Update, valid, now_ts))
                     .unwrap();
                 prop_assert_eq!(changes.len(), model.update(&txs, now));
             }
@@ -277,7 +278,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let valid = result.unwrap();
                 if !valid.is_empty() {
-                    rt.block_on(store.write(WriteService::ProcessNotification, valid, now_ts))
+                    rt.block_on(store.write(WriteOperation::ProcessNotification, valid, now_ts))
                         .unwrap();
                 }
                 model.notify(&txs, now);

@@ -41,7 +41,7 @@ struct Subscriber {
 
 impl Subscriber {
     fn answer(&self, body: &[u8]) -> (u16, String) {
-        use ei_server::codec::{self, Operation, Request, ResultCode};
+        use ei_server::codec::{self, Request, ResultCode, WriteOperation};
         use ei_server::model::Field;
         if self.down.load(Relaxed) {
             return (503, "down".into());
@@ -77,7 +77,7 @@ impl Subscriber {
             }
             codec::write_result(
                 &mut out,
-                Operation::ProcessNotification,
+                WriteOperation::ProcessNotification,
                 ResultCode::Error,
                 Some("refused by the chaos subscriber"),
             );
@@ -93,7 +93,7 @@ impl Subscriber {
         }
         codec::write_result(
             &mut out,
-            Operation::ProcessNotification,
+            WriteOperation::ProcessNotification,
             ResultCode::Ok,
             None,
         );

@@ -48,7 +48,7 @@ async fn notification_survives_kill_9_before_delivery() {
                 let mut out = String::new();
                 ei_server::codec::write_result(
                     &mut out,
-                    ei_server::codec::Operation::ProcessNotification,
+                    ei_server::operation::WriteOperation::ProcessNotification,
                     ei_server::codec::ResultCode::Ok,
                     None,
                 );

@@ -2,8 +2,9 @@
 //! `--url`). Prints a Markdown table to stdout (`--json` for JSON); progress and
 //! errors go to stderr.
 //!
-//! Exit codes: 0 run finished without request errors, 1 the run failed, 2 bad
-//! arguments, 3 the run finished but some requests failed.
+//! Exit codes: 0 run finished without request errors (or stdout's reader quit
+//! early, which ends it quietly), 1 the run failed, 2 bad arguments, 3 the run
+//! finished but some requests failed.
 
 use clap::Parser;
 use ei_benches::load::{self, Plan, Target, UpdateKind};
@@ -13,7 +14,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(
     about = "HTTP load generator for ei-server (SOAP on loopback)",
-    after_help = "Exit codes: 0 ok, 1 run failed, 2 bad arguments, 3 some requests failed."
+    after_help = "Exit codes: 0 ok (also when stdout's reader quit early, e.g. `| head`), 1 run failed, 2 bad arguments, 3 some requests failed."
 )]
 struct Args {
     /// A running server (HSA-id 5565594230) instead of one started in-process.
@@ -129,16 +130,18 @@ fn main() -> std::process::ExitCode {
     };
     match rt.block_on(load::run(plan)) {
         Ok(report) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            } else {
-                print!("{}", report.markdown());
-            }
             let failed = report.rows.iter().any(|r| r.measured.errors > 0);
-            std::process::ExitCode::from(if failed { 3 } else { 0 })
+            match report.print(json) {
+                Ok(()) => std::process::ExitCode::from(if failed { 3 } else { 0 }),
+                // Stdout's reader quit (`ei-load … | head`): ends quietly with success.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ei-load: cannot write the report to stdout: {e}");
+                    std::process::ExitCode::from(1)
+                }
+            }
         }
         Err(e) => {
             eprintln!("ei-load: {e:#}");

@@ -52,7 +52,7 @@ fn reads_a_good_file() {
     assert_eq!(plan.p99_bound, Some(Duration::from_millis(250)));
     assert_eq!(plan.flows.len(), 3);
     let update = &plan.flows[0];
-    assert_eq!(update.contract, Contract::Update);
+    assert_eq!(update.contract, Operation::Update);
     assert_eq!(update.label(), "Journal A / Update");
     assert_eq!(update.max_per_hour, 18000.5);
     assert_eq!(update.max_occurs.as_deref(), Some("weekdays 08-10"));
@@ -60,10 +60,10 @@ fn reads_a_good_file() {
     let find = &plan.flows[1];
     assert_eq!(
         (find.contract, find.posts_per_call),
-        (Contract::FindContent, 1)
+        (Operation::FindContent, 1)
     );
     assert_eq!(find.calls_per_second(7200.0), 2.0);
-    assert_eq!(plan.flows[2].contract, Contract::ProcessNotification);
+    assert_eq!(plan.flows[2].contract, Operation::ProcessNotification);
     let g = &plan.grundladdning[0];
     assert_eq!(
         (g.posts, g.concurrent_calls, g.posts_per_call, g.pause_ms),

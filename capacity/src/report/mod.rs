@@ -1,14 +1,17 @@
 //! The report: one [`Report`] value holds every number; [`markdown`] renders it for a
 //! förstudie, `serde_json` for machines (same numbers, same names), and [`svg`] draws
-//! latency percentiles and throughput against offered load.
+//! latency percentiles and throughput against offered load; [`publish`] puts it where
+//! the command line asked.
 
 pub mod markdown;
+pub mod publish;
 pub mod svg;
 
-use crate::file::{Contract, FlowRow, GrundRow};
+use crate::file::{FlowRow, GrundRow};
 use crate::loadgen::StreamResult;
 use crate::seed::SeedResult;
 use crate::stats::{Percentiles, Tally};
+use ei_server::operation::Operation;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -115,7 +118,7 @@ pub struct PhaseReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct RowResult {
     pub label: String,
-    pub contract: Option<Contract>,
+    pub contract: Option<Operation>,
     pub offered_calls_per_s: f64,
     pub offered_posts_per_hour: f64,
     pub planned_calls: u64,

@@ -20,7 +20,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = e.exit_code();
-            eprintln!("ei-loader: {:#}", anyhow::Error::from(e));
+            if !e.is_quiet() {
+                eprintln!("ei-loader: {:#}", anyhow::Error::from(e));
+            }
             ExitCode::from(code)
         }
     }

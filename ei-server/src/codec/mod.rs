@@ -7,8 +7,10 @@
 //!
 //! Submodules: [`request`] reads requests, [`write`] writes replies, faults and
 //! requests, [`reply`] reads replies (for clients), [`registry`] is the subscriber
-//! registry's call. `quick_xml` is used only in this module tree.
+//! registry's call, [`client`] builds a call's headers and judges its answer (every
+//! client's one way to call). `quick_xml` is used only in this module tree.
 
+pub mod client;
 mod registry;
 mod reply;
 mod request;
@@ -27,59 +29,22 @@ pub use write::{
 };
 
 use crate::model::{RawFindContent, RawTransaction};
+/// The codec names requests by the crate's one operation vocabulary.
+pub use crate::operation::{Operation, WriteOperation};
 
 pub const SOAP_ENV_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const REGISTRY_NS: &str = "urn:riv:itintegration:registry:1";
 pub const CORE_NS: &str = "urn:riv:itintegration:engagementindex:1";
-pub const UPDATE_NS: &str = "urn:riv:itintegration:engagementindex:UpdateResponder:1";
-pub const NOTIFICATION_NS: &str =
-    "urn:riv:itintegration:engagementindex:ProcessNotificationResponder:1";
-pub const FIND_CONTENT_NS: &str = "urn:riv:itintegration:engagementindex:FindContentResponder:1";
-
-/// The three operations, named by the body's root element.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Operation {
-    Update,
-    ProcessNotification,
-    FindContent,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 3] = [
-        Operation::Update,
-        Operation::ProcessNotification,
-        Operation::FindContent,
-    ];
-
-    /// The responder namespace of the operation's request and reply elements.
-    pub const fn namespace(self) -> &'static str {
-        match self {
-            Operation::Update => UPDATE_NS,
-            Operation::ProcessNotification => NOTIFICATION_NS,
-            Operation::FindContent => FIND_CONTENT_NS,
-        }
-    }
-
-    /// The request element's local name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Operation::Update => "Update",
-            Operation::ProcessNotification => "ProcessNotification",
-            Operation::FindContent => "FindContent",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|o| o.name() == name)
-    }
-}
+pub const UPDATE_NS: &str = Operation::Update.namespace();
+pub const NOTIFICATION_NS: &str = Operation::ProcessNotification.namespace();
+pub const FIND_CONTENT_NS: &str = Operation::FindContent.namespace();
 
 /// A request body, read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Update or ProcessNotification: the header's LogicalAddress and the transactions.
     Write {
-        operation: Operation,
+        operation: WriteOperation,
         logical_address: Option<String>,
         transactions: Vec<RawTransaction>,
     },
@@ -87,6 +52,16 @@ pub enum Request {
         logical_address: Option<String>,
         query: Box<RawFindContent>,
     },
+}
+
+impl Request {
+    /// The operation the body asks for.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::Write { operation, .. } => operation.operation(),
+            Request::FindContent { .. } => Operation::FindContent,
+        }
+    }
 }
 
 /// Why a body could not be read. The text goes into an EI000 fault.
@@ -104,6 +79,8 @@ pub enum CodecError {
     NotSoap(String),
     #[error("the SOAP body holds no {0} request")]
     NoOperation(String),
+    #[error("unknown ResultCode {0:?} (the contract has OK, INFO and ERROR)")]
+    ResultCode(String),
 }
 
 /// Maps a quick-xml error into ours.

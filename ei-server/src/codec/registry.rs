@@ -1,9 +1,8 @@
 //! The subscriber registry's call: GetLogicalAddresseesByServiceContract v2.
 
+use super::reply::{read_elements, Element, SoapFault};
 use super::write::{element, ENVELOPE_CLOSE};
-use super::{resolve_reference, xml_err, CodecError, REGISTRY_NS};
-use quick_xml::events::Event;
-use quick_xml::NsReader;
+use super::{CodecError, REGISTRY_NS};
 
 pub const REGISTRY_RESPONDER_NS: &str =
     "urn:riv:infrastructure:itintegration:registry:GetLogicalAddresseesByServiceContractResponder:2";
@@ -43,66 +42,58 @@ pub fn write_logical_addressees_request(
 
 /// Reads the registry's answer (or its fault, as an error).
 pub fn parse_logical_addressees_response(body: &[u8]) -> Result<Vec<AddresseeRecord>, CodecError> {
-    let text = std::str::from_utf8(body).map_err(|e| CodecError::Encoding(e.to_string()))?;
-    let mut reader = NsReader::from_str(text);
-    let mut path: Vec<String> = Vec::new();
-    let mut buf = String::new();
+    let (records, fault) = read_logical_addressees(body)?;
+    if fault.code.is_none() && fault.text.is_none() {
+        return Ok(records);
+    }
+    Err(CodecError::NoOperation(format!(
+        "registry answer (fault: {})",
+        fault.text.unwrap_or_default()
+    )))
+}
+
+/// The records of a registry answer, and its fault if it is one.
+pub(super) fn read_logical_addressees(
+    body: &[u8],
+) -> Result<(Vec<AddresseeRecord>, SoapFault), CodecError> {
     let mut records: Vec<AddresseeRecord> = Vec::new();
-    let mut fault: Option<String> = None;
-    loop {
-        let (_, event) = reader.read_resolved_event().map_err(xml_err)?;
-        match event {
-            Event::Start(e) => {
-                let name = e.local_name().as_ref().to_owned();
-                match name.as_str() {
-                    "logicalAddressRecord" => records.push(AddresseeRecord {
-                        logical_address: String::new(),
-                        filters: vec![],
-                    }),
-                    "filter" => {
-                        if let Some(r) = records.last_mut() {
-                            r.filters.push((String::new(), vec![]));
-                        }
-                    }
-                    _ => {}
-                }
-                path.push(name);
-                buf.clear();
+    let fault = read_elements(body, |element| match element {
+        Element::Open {
+            name: "logicalAddressRecord",
+            ..
+        } => records.push(AddresseeRecord {
+            logical_address: String::new(),
+            filters: vec![],
+        }),
+        Element::Open { name: "filter", .. } => {
+            if let Some(r) = records.last_mut() {
+                r.filters.push((String::new(), vec![]));
             }
-            Event::Text(t) => buf.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) => buf.push_str(&resolve_reference(&r)?),
-            Event::End(_) => {
-                let name = path.pop().unwrap_or_default();
-                let parent = path.last().map(String::as_str);
-                let value = std::mem::take(&mut buf);
-                let record = records.last_mut();
-                match (parent, name.as_str(), record) {
-                    (Some("logicalAddressRecord"), "logicalAddress", Some(r)) => {
-                        r.logical_address = value
-                    }
-                    (Some("filter"), "serviceDomain", Some(r)) => {
-                        if let Some(f) = r.filters.last_mut() {
-                            f.0 = value;
-                        }
-                    }
-                    (Some("filter"), "categorization", Some(r)) => {
-                        if let Some(f) = r.filters.last_mut() {
-                            f.1.push(value);
-                        }
-                    }
-                    (_, "faultstring", _) => fault = Some(value),
-                    _ => {}
-                }
-            }
-            Event::DocType(_) => return Err(CodecError::Doctype),
-            Event::Eof => break,
-            _ => {}
         }
-    }
-    match fault {
-        Some(f) => Err(CodecError::NoOperation(format!(
-            "registry answer (fault: {f})"
-        ))),
-        None => Ok(records),
-    }
+        Element::Open { .. } => {}
+        Element::Close {
+            name, parent, text, ..
+        } => {
+            let filter = records.last_mut().and_then(|r| r.filters.last_mut());
+            match (parent, name) {
+                (Some("logicalAddressRecord"), "logicalAddress") => {
+                    if let Some(r) = records.last_mut() {
+                        r.logical_address = text;
+                    }
+                }
+                (Some("filter"), "serviceDomain") => {
+                    if let Some(f) = filter {
+                        f.0 = text;
+                    }
+                }
+                (Some("filter"), "categorization") => {
+                    if let Some(f) = filter {
+                        f.1.push(text);
+                    }
+                }
+                _ => {}
+            }
+        }
+    })?;
+    Ok((records, fault))
 }

@@ -203,12 +203,12 @@ fn close(b: &mut Builder, ctx: Ctx) {
 }
 
 fn finish(b: Builder) -> Result<Request, CodecError> {
-    match b.operation {
-        Some(Operation::FindContent) => Ok(Request::FindContent {
+    match b.operation.map(Operation::write) {
+        Some(None) => Ok(Request::FindContent {
             logical_address: b.logical_address,
             query: Box::new(b.query),
         }),
-        Some(operation) => Ok(Request::Write {
+        Some(Some(operation)) => Ok(Request::Write {
             operation,
             logical_address: b.logical_address,
             transactions: b.transactions,

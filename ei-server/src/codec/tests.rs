@@ -9,7 +9,7 @@ const SAMPLE_1: &str = include_str!("../../../tests/samples/Update_1_OK.xml");
 const SAMPLE_1000: &str = include_str!("../../../tests/samples/Update_1000_OK.xml");
 const SAMPLE_FIND: &str = include_str!("../../../tests/samples/FindContent_OK.xml");
 
-fn parse_write(body: &str) -> (Operation, Option<String>, Vec<RawTransaction>) {
+fn parse_write(body: &str) -> (WriteOperation, Option<String>, Vec<RawTransaction>) {
     match parse_request(body.as_bytes()).unwrap() {
         Request::Write {
             operation,
@@ -23,7 +23,7 @@ fn parse_write(body: &str) -> (Operation, Option<String>, Vec<RawTransaction>) {
 #[test]
 fn reads_the_platform_sample_update() {
     let (op, la, txs) = parse_write(SAMPLE_1);
-    assert_eq!(op, Operation::Update);
+    assert_eq!(op, WriteOperation::Update);
     assert_eq!(la.as_deref(), Some("5565594230"));
     assert_eq!(txs.len(), 1);
     let e = &txs[0].engagement;
@@ -110,7 +110,7 @@ fn lenient_prefixes_order_unknown_elements_and_missing_delete_flag() {
 fn empty_elements_are_empty_strings() {
     let body = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><u:ProcessNotification xmlns:u="urn:x"><u:engagementTransaction><u:engagement><u:owner/></u:engagement></u:engagementTransaction></u:ProcessNotification></s:Body></s:Envelope>"#;
     let (op, _, txs) = parse_write(body);
-    assert_eq!(op, Operation::ProcessNotification);
+    assert_eq!(op, WriteOperation::ProcessNotification);
     assert_eq!(txs[0].engagement.get(Field::Owner), Some(""));
 }
 
@@ -146,20 +146,20 @@ fn refuses_what_it_cannot_read() {
 #[test]
 fn update_reply_binds_ns2() {
     let mut out = String::new();
-    write_result(&mut out, Operation::Update, ResultCode::Ok, None);
+    write_result(&mut out, WriteOperation::Update, ResultCode::Ok, None);
     assert!(out.contains("<ns2:ResultCode>OK</ns2:ResultCode>"));
     assert!(out.contains(r#"xmlns:ns2="urn:riv:itintegration:engagementindex:UpdateResponder:1""#));
     assert_eq!(
         parse_reply(out.as_bytes()).unwrap(),
         Reply::Result {
-            code: "OK".into(),
+            code: ResultCode::Ok,
             comment: None
         }
     );
     out.clear();
     write_result(
         &mut out,
-        Operation::ProcessNotification,
+        WriteOperation::ProcessNotification,
         ResultCode::Error,
         Some("EI002: x < y"),
     );
@@ -167,7 +167,7 @@ fn update_reply_binds_ns2() {
     assert_eq!(
         parse_reply(out.as_bytes()).unwrap(),
         Reply::Result {
-            code: "ERROR".into(),
+            code: ResultCode::Error,
             comment: Some("EI002: x < y".into())
         }
     );
@@ -205,9 +205,12 @@ fn write_request_round_trips_through_the_reader() {
     txs[3].action = Action::Delete;
     txs[5].engagement.most_recent_content = None;
     let mut out = String::new();
-    write_write_request(&mut out, Operation::Update, "5565594230", &txs);
+    write_write_request(&mut out, WriteOperation::Update, "5565594230", &txs);
     let (op, la, raw) = parse_write(&out);
-    assert_eq!((op, la.as_deref()), (Operation::Update, Some("5565594230")));
+    assert_eq!(
+        (op, la.as_deref()),
+        (WriteOperation::Update, Some("5565594230"))
+    );
     let back = validate_update(
         &RulesConfig::new("5565594230", "p"),
         Some("5565594230"),

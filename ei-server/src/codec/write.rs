@@ -1,27 +1,49 @@
 //! Writing replies, faults and requests as strings (no XML library needed: every
 //! text goes through `quick_xml::escape::escape`).
 
-use super::{Operation, CORE_NS, FIND_CONTENT_NS, REGISTRY_NS};
+use super::{Operation, WriteOperation, CORE_NS, FIND_CONTENT_NS, REGISTRY_NS};
 use crate::model::{Engagement, Field, PostRef, RawEngagement, Transaction};
 
 pub(super) const ENVELOPE_OPEN: &str =
     r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#;
 pub(super) const ENVELOPE_CLOSE: &str = "</soap:Body></soap:Envelope>";
 
-/// The reply's ResultCode.
+/// The reply's ResultCode (the contract's `ResultCodeEnum`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResultCode {
     Ok,
+    /// Done, with information in the comment (RIV); the index never answers it.
+    Info,
     Error,
+}
+
+impl ResultCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResultCode::Ok => "OK",
+            ResultCode::Info => "INFO",
+            ResultCode::Error => "ERROR",
+        }
+    }
+}
+
+impl TryFrom<&str> for ResultCode {
+    type Error = super::CodecError;
+
+    fn try_from(code: &str) -> Result<ResultCode, super::CodecError> {
+        [ResultCode::Ok, ResultCode::Info, ResultCode::Error]
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .ok_or_else(|| super::CodecError::ResultCode(code.to_owned()))
+    }
 }
 
 /// `UpdateResponse` / `ProcessNotificationResponse`, with the responder namespace bound
 /// to `ns2` (deployed clients match `<ns2:ResultCode>OK</ns2:ResultCode>` literally).
-pub fn write_result(out: &mut String, op: Operation, code: ResultCode, comment: Option<&str>) {
+pub fn write_result(out: &mut String, op: WriteOperation, code: ResultCode, comment: Option<&str>) {
     let name = match op {
-        Operation::Update => "UpdateResponse",
-        Operation::ProcessNotification => "ProcessNotificationResponse",
-        Operation::FindContent => "FindContentResponse",
+        WriteOperation::Update => "UpdateResponse",
+        WriteOperation::ProcessNotification => "ProcessNotificationResponse",
     };
     out.push_str(ENVELOPE_OPEN);
     out.push_str("<ns2:");
@@ -31,10 +53,7 @@ pub fn write_result(out: &mut String, op: Operation, code: ResultCode, comment: 
     out.push_str("\" xmlns:ns2=\"");
     out.push_str(op.namespace());
     out.push_str("\"><ns2:ResultCode>");
-    out.push_str(match code {
-        ResultCode::Ok => "OK",
-        ResultCode::Error => "ERROR",
-    });
+    out.push_str(code.as_str());
     out.push_str("</ns2:ResultCode>");
     if let Some(c) = comment {
         element(out, "ns2:comment", c);
@@ -85,26 +104,13 @@ pub fn find_content_end(out: &mut String) {
 /// The fields of an engagement in the XSD's sequence order, each element name
 /// prefixed with `prefix` (empty for the default namespace).
 fn write_engagement_fields(out: &mut String, e: &PostRef<'_>, prefix: &str) {
-    let k = &e.parts;
-    let put = |out: &mut String, name: &str, v: &str| prefixed_element(out, prefix, name, v);
-    let put_ts = |out: &mut String, name: &str, t: Option<crate::model::Timestamp>| {
-        if let Some(t) = t {
-            let digits = t.as_u64().to_string();
-            prefixed_element(out, prefix, name, &digits);
+    for f in Field::XSD_ORDER {
+        if let Some(v) = e.key_field(f) {
+            prefixed_element(out, prefix, f.name(), v);
+        } else if let Some(t) = e.timestamp(f) {
+            prefixed_element(out, prefix, f.name(), &t.as_u64().to_string());
         }
-    };
-    put(out, "registeredResidentIdentification", &k[0]);
-    put(out, "serviceDomain", &k[1]);
-    put(out, "categorization", &k[2]);
-    put(out, "logicalAddress", &k[3]);
-    put(out, "businessObjectInstanceIdentifier", &k[4]);
-    put(out, "clinicalProcessInterestId", &k[5]);
-    put_ts(out, "mostRecentContent", e.most_recent_content);
-    put(out, "sourceSystem", &k[6]);
-    put_ts(out, "creationTime", e.creation_time);
-    put_ts(out, "updateTime", e.update_time);
-    put(out, "dataController", &k[7]);
-    put(out, "owner", &k[8]);
+    }
 }
 
 /// `<{prefix}{name}>{escaped text}</{prefix}{name}>` without building the tag.
@@ -145,10 +151,11 @@ pub(super) fn element(out: &mut String, tag: &str, text: &str) {
 /// notifier, tests).
 pub fn write_write_request(
     out: &mut String,
-    op: Operation,
+    op: WriteOperation,
     logical_address: &str,
     txs: &[Transaction],
 ) {
+    let op = op.operation();
     write_request_head(out, op, logical_address);
     for t in txs {
         out.push_str("<r:engagementTransaction><c:deleteFlag>");

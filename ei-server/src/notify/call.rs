@@ -1,9 +1,12 @@
-//! One outgoing SOAP call of the notifier and how its answer is judged: a
-//! ProcessNotification to a subscriber (OK, ResultCode=ERROR, or a failure to retry),
-//! and the answer body read with a size cap (a subscriber or registry cannot make the
-//! index buffer without bound).
+//! The notifier's outgoing SOAP calls, built and judged by the one client in
+//! [`crate::codec::client`]: a ProcessNotification to a subscriber (OK, refused with
+//! ResultCode=ERROR, or a failure to retry) and the transport under both it and the
+//! registry call: headers as the client built them, a timeout, and the answer body read
+//! with a size cap (a subscriber or registry cannot make the index buffer without
+//! bound).
 
-use crate::codec::{self, Operation, Reply};
+use crate::codec::client::{classify_write, Outcome, SoapCall};
+use crate::codec::WriteOperation;
 use crate::model::Transaction;
 use std::time::Duration;
 
@@ -32,35 +35,42 @@ impl NotificationCall<'_> {
     /// Sends `txs` and judges the answer. Redirects are not followed (the client is
     /// built so): a 3xx is a failure.
     pub async fn send(&self, client: &reqwest::Client, txs: &[Transaction]) -> CallOutcome {
-        let mut body = String::with_capacity(600 + txs.len() * 900);
-        codec::write_write_request(
-            &mut body,
-            Operation::ProcessNotification,
+        let call = SoapCall::write(
+            self.url,
+            WriteOperation::ProcessNotification,
             self.logical_address,
             txs,
-        );
-        let sent = client
-            .post(self.url)
-            .timeout(self.timeout)
-            .header("content-type", "text/xml; charset=UTF-8")
-            .header("SOAPAction", "urn:riv:itintegration:engagementindex:ProcessNotificationResponder:1:ProcessNotification")
-            .header("x-vp-sender-id", self.own_hsa_id)
-            .header("x-vp-instance-id", self.vp_instance_id)
-            .header("x-skltp-correlation-id", self.correlation_id)
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Err(e) => CallOutcome::Failed(format!("transport: {}", chain(&e))),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match read_capped(resp, self.max_response_bytes).await {
-                    Err(e) => CallOutcome::Failed(format!("HTTP {status}: {e}")),
-                    Ok(bytes) => judge(status, &bytes),
-                }
-            }
+            self.correlation_id,
+        )
+        .sender(self.own_hsa_id, self.vp_instance_id);
+        match send(client, call, self.timeout, self.max_response_bytes).await {
+            Ok((status, body)) => judge(status, &body),
+            Err(e) => CallOutcome::Failed(e),
         }
     }
+}
+
+/// Sends `call`; returns the status and the body (at most `max_bytes`), or why not.
+pub async fn send(
+    client: &reqwest::Client,
+    call: SoapCall,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut req = client.post(&call.url).timeout(timeout);
+    for (name, value) in &call.headers {
+        req = req.header(*name, value);
+    }
+    let resp = req
+        .body(call.body)
+        .send()
+        .await
+        .map_err(|e| format!("transport: {}", chain(&e)))?;
+    let status = resp.status().as_u16();
+    let body = read_capped(resp, max_bytes)
+        .await
+        .map_err(|e| format!("HTTP {status}: {e}"))?;
+    Ok((status, body))
 }
 
 /// Reads an answer body of at most `max` bytes.
@@ -82,21 +92,15 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<
     Ok(out)
 }
 
-/// Reads a subscriber's answer: OK, ResultCode=ERROR, or a failure to retry.
+/// Reads a subscriber's answer: OK (or INFO), ResultCode=ERROR, or a failure to retry.
 pub fn judge(status: u16, body: &[u8]) -> CallOutcome {
-    match codec::parse_reply(body) {
-        Ok(Reply::Result { code, .. }) if status == 200 && code == "OK" => CallOutcome::Delivered,
-        Ok(Reply::Result { code, comment }) if status == 200 && code == "ERROR" => {
-            CallOutcome::Refused(comment.unwrap_or_default())
-        }
-        Ok(Reply::Fault { code, message }) => {
-            CallOutcome::Failed(format!("HTTP {status}: fault {code}: {message}"))
-        }
-        Ok(other) => CallOutcome::Failed(format!("HTTP {status}: unexpected answer {other:?}")),
-        Err(_) if (300..400).contains(&status) => {
+    match classify_write(status, body) {
+        Outcome::Ok(_) => CallOutcome::Delivered,
+        Outcome::Refused { comment } => CallOutcome::Refused(comment),
+        Outcome::Status { status, .. } if (300..400).contains(&status) => {
             CallOutcome::Failed(format!("HTTP {status}: redirect not followed"))
         }
-        Err(e) => CallOutcome::Failed(format!("HTTP {status}: unreadable answer: {e}")),
+        other => CallOutcome::Failed(other.to_string()),
     }
 }
 
@@ -115,13 +119,14 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
 
     #[test]
     fn judges_answers() {
         let mut ok = String::new();
         codec::write_result(
             &mut ok,
-            Operation::ProcessNotification,
+            WriteOperation::ProcessNotification,
             codec::ResultCode::Ok,
             None,
         );
@@ -129,7 +134,7 @@ mod tests {
         let mut err = String::new();
         codec::write_result(
             &mut err,
-            Operation::ProcessNotification,
+            WriteOperation::ProcessNotification,
             codec::ResultCode::Error,
             Some("no"),
         );

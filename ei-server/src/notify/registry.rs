@@ -3,7 +3,8 @@
 //! written to a local cache file; when the registry cannot be reached the cache file
 //! is used instead ([`super::refresh`] decides). The answer is read with a size cap.
 
-use crate::codec::{self, NOTIFICATION_NS};
+use crate::codec::client::{classify_logical_addressees, Outcome, SoapCall};
+use crate::codec::NOTIFICATION_NS;
 use crate::config::{FilterConfig, RegistryConfig, SubscriberConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -31,36 +32,29 @@ pub async fn fetch(
     own_hsa_id: &str,
     vp_instance_id: &str,
 ) -> Result<Vec<SubscriberConfig>, RegistryError> {
-    let mut body = String::new();
-    codec::write_logical_addressees_request(
-        &mut body,
+    let call = SoapCall::logical_addressees(
+        &cfg.url,
         &cfg.logical_address,
         own_hsa_id,
         NOTIFICATION_NS,
-    );
-    let resp = client
-        .post(&cfg.url)
-        .timeout(Duration::from_secs(30))
-        .header("content-type", "text/xml; charset=UTF-8")
-        .header("x-vp-sender-id", own_hsa_id)
-        .header("x-vp-instance-id", vp_instance_id)
-        .header(
-            "x-skltp-correlation-id",
-            format!("ei-registry-{}", crate::clock::now()),
-        )
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| RegistryError::Call(super::call::chain(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(RegistryError::Call(format!("HTTP {status}")));
-    }
-    let bytes = super::call::read_capped(resp, cfg.max_response_bytes)
-        .await
-        .map_err(RegistryError::Call)?;
-    let records = codec::parse_logical_addressees_response(&bytes)
-        .map_err(|e| RegistryError::Answer(e.to_string()))?;
+        format!("ei-registry-{}", crate::clock::now()),
+    )
+    .sender(own_hsa_id, vp_instance_id);
+    let (status, body) = super::call::send(
+        client,
+        call,
+        Duration::from_secs(30),
+        cfg.max_response_bytes,
+    )
+    .await
+    .map_err(RegistryError::Call)?;
+    let records = match classify_logical_addressees(status, &body) {
+        Outcome::Ok(records) => records,
+        o @ (Outcome::Status { .. } | Outcome::Fault { .. }) => {
+            return Err(RegistryError::Call(o.to_string()))
+        }
+        other => return Err(RegistryError::Answer(other.to_string())),
+    };
     Ok(records
         .into_iter()
         .map(|r| {

@@ -25,7 +25,7 @@ use writer::{Message, WriteJob, Writer};
 use crate::apply::Change;
 use crate::metrics::Metrics;
 use crate::model::{Engagement, FindQuery, PostRef, Timestamp, Transaction};
-use crate::rules::WriteService;
+use crate::operation::WriteOperation;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
@@ -137,7 +137,7 @@ impl Store {
     /// changes with their final timestamps.
     pub async fn write(
         &self,
-        service: WriteService,
+        service: WriteOperation,
         transactions: Vec<Transaction>,
         now: Timestamp,
     ) -> Result<Vec<Change>, Arc<StoreError>> {
@@ -238,12 +238,12 @@ impl Store {
 
 /// The store keys a request reads: its own keys and, for ProcessNotification, the
 /// same keys owned by this index (a possible owner change); sorted and unique.
-fn read_keys(service: WriteService, own: &str, txs: &[Transaction]) -> Vec<Vec<u8>> {
+fn read_keys(service: WriteOperation, own: &str, txs: &[Transaction]) -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = txs
         .iter()
         .map(|t| schema::encode_key(&t.engagement.key))
         .collect();
-    if service == WriteService::ProcessNotification {
+    if service == WriteOperation::ProcessNotification {
         keys.extend(
             txs.iter()
                 .map(|t| schema::encode_key(&t.engagement.key.with_owner(own))),

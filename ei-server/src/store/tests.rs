@@ -62,7 +62,7 @@ async fn write_find_and_reopen() {
         tx("191212121213", "a", None, false),
     ]);
     let changes = store
-        .write(WriteService::Update, txs, ts("20261122100000"))
+        .write(WriteOperation::Update, txs, ts("20261122100000"))
         .await
         .unwrap();
     assert_eq!(changes.len(), 3);
@@ -88,7 +88,7 @@ async fn write_find_and_reopen() {
     assert_eq!(store.find(&query("191212121212", None)).unwrap().len(), 2);
     let del = update(vec![tx("191212121212", "a", None, true)]);
     let changes = store
-        .write(WriteService::Update, del, ts("20261122110000"))
+        .write(WriteOperation::Update, del, ts("20261122110000"))
         .await
         .unwrap();
     assert_eq!(changes[0].kind, ChangeKind::Deleted);
@@ -102,11 +102,11 @@ async fn identical_resend_changes_nothing() {
     let store = open(dir.path());
     let t = || update(vec![tx("1", "a", Some("20200101000000"), false)]);
     store
-        .write(WriteService::Update, t(), ts("20261122100000"))
+        .write(WriteOperation::Update, t(), ts("20261122100000"))
         .await
         .unwrap();
     let again = store
-        .write(WriteService::Update, t(), ts("20261122110000"))
+        .write(WriteOperation::Update, t(), ts("20261122110000"))
         .await
         .unwrap();
     assert!(again.is_empty());
@@ -124,7 +124,7 @@ async fn notification_owner_change_keeps_count() {
     let store = open(dir.path());
     store
         .write(
-            WriteService::Update,
+            WriteOperation::Update,
             update(vec![tx("1", "a", None, false)]),
             ts("20261122100000"),
         )
@@ -134,7 +134,11 @@ async fn notification_owner_change_keeps_count() {
     moved.engagement.set(Field::Owner, "other");
     let txs = validate_notification(&RulesConfig::new(OWN, "p"), vec![moved]).unwrap();
     let changes = store
-        .write(WriteService::ProcessNotification, txs, ts("20261122110000"))
+        .write(
+            WriteOperation::ProcessNotification,
+            txs,
+            ts("20261122110000"),
+        )
         .await
         .unwrap();
     assert!(matches!(changes[0].kind, ChangeKind::OwnerChanged { .. }));
@@ -158,7 +162,7 @@ async fn concurrent_writes_are_group_committed_and_none_lost() {
                 tx("shared", &format!("c{i}"), None, false),
             ]);
             store
-                .write(WriteService::Update, txs, ts("20261122100000"))
+                .write(WriteOperation::Update, txs, ts("20261122100000"))
                 .await
                 .unwrap()
         }));
@@ -186,7 +190,7 @@ async fn writes_after_close_fail_cleanly() {
     store.close();
     let err = store
         .write(
-            WriteService::Update,
+            WriteOperation::Update,
             update(vec![tx("1", "a", None, false)]),
             ts("20261122100000"),
         )

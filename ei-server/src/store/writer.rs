@@ -6,7 +6,7 @@ use super::{outbox, schema, StoreError, StoreOptions};
 use crate::apply::{apply, Change, ChangeKind, Mutation, View};
 use crate::metrics::Metrics;
 use crate::model::{Engagement, EngagementKey, Timestamp, Transaction};
-use crate::rules::WriteService;
+use crate::operation::WriteOperation;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub(super) struct WriteJob {
-    pub(super) service: WriteService,
+    pub(super) service: WriteOperation,
     pub(super) transactions: Vec<Transaction>,
     /// The store keys the request will read, sorted and unique, encoded by the
     /// caller so the writer thread does not have to.

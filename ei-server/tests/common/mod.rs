@@ -225,7 +225,7 @@ impl Recorder {
         headers: axum::http::HeaderMap,
         body: axum::body::Bytes,
     ) -> (axum::http::StatusCode, String) {
-        use ei_server::codec::{self, Operation, Request, ResultCode};
+        use ei_server::codec::{self, Request, ResultCode, WriteOperation};
         let mode = *self.mode.lock().unwrap();
         let Ok(Request::Write {
             logical_address,
@@ -260,13 +260,13 @@ impl Recorder {
         match mode {
             Mode::Ok => codec::write_result(
                 &mut out,
-                Operation::ProcessNotification,
+                WriteOperation::ProcessNotification,
                 ResultCode::Ok,
                 None,
             ),
             Mode::ResultError => codec::write_result(
                 &mut out,
-                Operation::ProcessNotification,
+                WriteOperation::ProcessNotification,
                 ResultCode::Error,
                 Some(if refused_bad { "bad post" } else { "no thanks" }),
             ),
