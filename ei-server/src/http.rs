@@ -1,5 +1,5 @@
 //! HTTP: the three SOAP endpoints, their WSDL and XSDs, and the operations endpoints
-//! (`/health`, `/ready`, `/status`, `/metrics`). Handlers are thin: read the body
+//! (`/health` = `/livez`, `/ready` = `/readyz`, `/status`, `/metrics`). Handlers are thin: read the body
 //! within the limit, hand it to [`Service`], write the reply.
 
 use crate::codec::Operation;
@@ -46,7 +46,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     r.route("/skltp-ei/schemas/{*path}", get(schema_handler))
         .route("/health", get(|| async { "OK" }))
+        .route("/livez", get(|| async { "OK" }))
         .route("/ready", get(ready_handler))
+        .route("/readyz", get(ready_handler))
         .route("/status", get(status_handler))
         .route("/metrics", get(metrics_handler))
         .with_state(state)
@@ -201,17 +203,21 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let store = state.service.store().clone();
-    let gauges = tokio::task::spawn_blocking(move || {
-        (
+    let data_dir = state.config.data_dir.clone();
+    let (gauges, scraped) = tokio::task::spawn_blocking(move || {
+        let mut scraped = String::with_capacity(8192);
+        crate::scrape::render(&mut scraped, &store, &data_dir);
+        let gauges = (
             store.engagement_count(),
             store.size_on_disk(),
             store
                 .property("rocksdb.estimate-live-data-size")
                 .unwrap_or(0),
-        )
+        );
+        (gauges, scraped)
     })
     .await
-    .unwrap_or((0, 0, 0));
+    .unwrap_or_default();
     let mut text = state.service.store().metrics().render(&[
         ("ei_engagements", "Posts in the index.", gauges.0 as f64),
         (
@@ -229,10 +235,16 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
             "Seconds since start.",
             state.started.elapsed().as_secs_f64(),
         ),
+        (
+            "ei_ready",
+            "1 while the store is open and requests are served (what /readyz answers).",
+            f64::from(u8::from(state.ready.load(Ordering::Relaxed))),
+        ),
     ]);
     if let Some(n) = &state.notifier {
         text.push_str(&n.render_metrics());
     }
+    text.push_str(&scraped);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         Body::from(text),

@@ -14,8 +14,9 @@
 //!
 //! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
 //! [`notify`] (subscribers, delivery, admin endpoints),
-//! [`service`] (the three services), [`http`] (axum), [`config`] and [`server`]
-//! (`run(listener, config, shutdown)`).
+//! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
+//! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
+//! READY/STOPPING/WATCHDOG), [`config`] and [`server`] (`run(listener, config, shutdown)`).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -35,8 +36,12 @@ pub mod http;
 #[cfg(feature = "server")]
 pub mod notify;
 #[cfg(feature = "server")]
+pub mod scrape;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod systemd;

@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::service::Service;
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::systemd;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -127,10 +128,17 @@ pub async fn run(
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
     let app = router(state.clone());
     let ready = state.clone();
+    // The store is open and every listener bound: a Type=notify unit is started.
+    systemd::tell(&format!(
+        "READY=1\nSTATUS=serving on {addr}, {} posts",
+        store.engagement_count()
+    ));
+    let watchdog = tokio::spawn(systemd::watchdog());
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             wait_for(stop_rx).await;
             ready.ready.store(false, Ordering::Relaxed);
+            systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
             tracing::info!("shutting down: draining in-flight requests");
         })
         .await;
@@ -144,6 +152,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store.close())
         .await
         .ok();
+    watchdog.abort();
     tracing::info!("store closed");
     Ok(result?)
 }

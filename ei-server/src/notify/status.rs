@@ -8,6 +8,7 @@ use super::member::{Member, Phase};
 use super::record::Gap;
 use super::Notifier;
 use crate::config::FilterConfig;
+use crate::metrics::LabelValue;
 use crate::store::unix_ms;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -120,13 +121,6 @@ fn gap_status(g: &Gap) -> GapStatus {
     }
 }
 
-/// A Prometheus label value, escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl Notifier {
     /// Every subscriber the notifier knows (dropped ones too, with their gaps).
     pub fn status(&self) -> Vec<SubscriberStatus> {
@@ -164,7 +158,7 @@ impl Notifier {
                 let _ = writeln!(
                     out,
                     "{name}{{subscriber=\"{}\"}} {}",
-                    label(&s.logical_address),
+                    LabelValue(&s.logical_address),
                     value(s)
                 );
             }
@@ -211,8 +205,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_are_escaped_and_times_readable() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn times_are_readable() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

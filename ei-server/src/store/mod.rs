@@ -15,10 +15,12 @@
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
 
+mod internals;
 mod outbox;
 pub mod schema;
 mod writer;
 
+pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::{unix_ms, DeadLetter};
 use writer::{Message, WriteJob, Writer};
 
@@ -91,6 +93,8 @@ pub struct Store {
     metrics: Arc<Metrics>,
     /// The next outbox sequence number, published after each commit.
     commits: tokio::sync::watch::Receiver<u64>,
+    /// Write requests queued and not yet taken by the writer.
+    queued: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -107,7 +111,9 @@ impl Store {
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
         let (queue, rx) = mpsc::channel();
         let own_hsa_id = options.own_hsa_id.clone();
+        let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            queued: queued.clone(),
             db: db.clone(),
             options,
             count: count.clone(),
@@ -130,6 +136,7 @@ impl Store {
             count,
             metrics,
             commits,
+            queued,
         })
     }
 
@@ -151,9 +158,11 @@ impl Store {
             span: tracing::Span::current(),
             reply,
         };
-        self.queue
-            .send(Message::Write(job))
-            .map_err(|_| Arc::new(StoreError::Closed))?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(Message::Write(job)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Arc::new(StoreError::Closed));
+        }
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);
         Ok(changes)
@@ -204,6 +213,11 @@ impl Store {
     /// The exact number of stored posts.
     pub fn engagement_count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Write requests waiting for the writer thread (not yet in a group commit).
+    pub fn queue_depth(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk: SST files plus WAL and other files in the data directory.

@@ -44,6 +44,8 @@ pub(super) struct Writer {
     /// The next outbox sequence number.
     pub(super) next_seq: u64,
     pub(super) commits: tokio::sync::watch::Sender<u64>,
+    /// Requests queued and not yet taken (the store's queue depth).
+    pub(super) queued: Arc<AtomicU64>,
 }
 
 /// A group's work before it is written.
@@ -191,6 +193,7 @@ impl Writer {
                 }
             }
             if !jobs.is_empty() {
+                self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
                 self.commit_group(jobs);
             }
         }

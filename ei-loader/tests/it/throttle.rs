@@ -2,11 +2,9 @@
 //! measures the calls in flight, the size of each call and each worker's gap between a
 //! reply and its next call, and the test holds them to the plan.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::*;
 use ei_loader::run::Outcome;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,6 @@
 //! The spot check (stickprov) and the connectivity test against a loaded index.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_loader::client::EiClient;
 use ei_loader::config::endpoint;
 use ei_loader::verify::{sample, verify};

@@ -6,9 +6,18 @@ use ei_server::config::Config;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
-pub const SAMPLE_1: &str = include_str!("../../../tests/samples/Update_1_OK.xml");
-pub const SAMPLE_1000: &str = include_str!("../../../tests/samples/Update_1000_OK.xml");
-pub const SAMPLE_FIND: &str = include_str!("../../../tests/samples/FindContent_OK.xml");
+pub const SAMPLE_1: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/samples/Update_1_OK.xml"
+));
+pub const SAMPLE_1000: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/samples/Update_1000_OK.xml"
+));
+pub const SAMPLE_FIND: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/samples/FindContent_OK.xml"
+));
 
 pub struct TestServer {
     pub base: String,

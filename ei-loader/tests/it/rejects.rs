@@ -3,9 +3,7 @@
 //! call) is isolated by splitting the call, written to the reject file with the
 //! index's own reason, and everything else is loaded.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_loader::run::{rejects_path_for, Outcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,7 @@
 //! and the index ends up with every post while the second run re-sends nothing the
 //! first had seen acknowledged (only what was in flight at the kill).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_loader::journal::{Event, Ranges};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! The open-model generator against real servers on loopback: it keeps its schedule,
 //! and latency is measured from the scheduled time (queueing included).
 
-mod common;
-
+use crate::common;
 use capacity::client::Client;
 use capacity::loadgen::{self, Schedule, Stream};
 use capacity::progress::Progress;

@@ -1,9 +1,7 @@
 //! The index goes down mid-run and comes back on the same address: the loader retries
 //! with backoff and the load completes with nothing lost.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_loader::clock::SystemClock;
 use ei_loader::run::{run, Outcome, RunOptions};
 use std::sync::Arc;

@@ -3,9 +3,7 @@
 //! `tls_key` and `tls_ca` loads through it; one without a client certificate is turned
 //! away at the handshake. The certificates are test fixtures in `tests/tls/`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_loader::clock::SystemClock;
 use ei_loader::run::{run, Outcome, RunError, RunOptions};
 use http_body_util::{BodyExt, Full};

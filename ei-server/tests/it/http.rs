@@ -1,9 +1,7 @@
 //! The server in-process on 127.0.0.1:0 over real HTTP: each service, each fault, the
 //! WSDL and XSDs, the operations endpoints, and concurrent writers.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_server::config::ErrorMode;
 use ei_server::model::Field;
 
@@ -537,5 +535,8 @@ async fn restart_on_the_same_data_dir_keeps_everything() {
 
 #[allow(non_snake_case)]
 fn SAMPLE_50() -> &'static str {
-    include_str!("../../tests/samples/Update_50_OK.xml")
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/samples/Update_50_OK.xml"
+    ))
 }

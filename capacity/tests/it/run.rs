@@ -1,8 +1,7 @@
 //! Whole runs against the embedded server: every row and phase is in the report (in
 //! JSON, Markdown and SVG alike), and the verdict flips when the objective cannot be met.
 
-mod common;
-
+use crate::common;
 use capacity::progress::Progress;
 use capacity::report::{markdown, svg, PhaseKind, RowVerdict, Verdict};
 use capacity::run;

@@ -2,9 +2,7 @@
 //! waits for the start and the window, stops at the window's end, resumes in the next
 //! night's window, and sends no call outside a window.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_loader::clock::{parse_local, to_local, Clock, TestClock};
 use ei_loader::journal::Event;
 use ei_loader::run::{run, Outcome, RunOptions};
@@ -109,7 +107,7 @@ async fn does_not_start_before_the_planned_start_unless_told_to() {
     let sub = dir.path().join("now");
     std::fs::create_dir(&sub).unwrap();
     let (plan_path, mut plan) =
-        common::plan(&sub, &server.base, &[&input2], &["--pause-ms", "0"]).await;
+        crate::common::plan(&sub, &server.base, &[&input2], &["--pause-ms", "0"]).await;
     plan.schedule.planned_start = "2026-12-10T21:30".into();
     let clock = Arc::new(TestClock::at_local(datetime!(2026-12-10 08:00)));
     let summary = run(

@@ -2,9 +2,7 @@
 //! line numbers), `plan` (the file, the 14-day rule per environment), and `run`
 //! refusing inputs that changed since the plan.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn ei_loader(args: &[&str]) -> (i32, String, String) {

@@ -1,7 +1,6 @@
 //! The built `capacity` binary as a process: exit codes, stdout/stderr, report files.
 
-mod common;
-
+use crate::common;
 use std::process::{Command, Output};
 
 fn capacity(args: &[&str]) -> Output {

@@ -1,10 +1,11 @@
 //! Notifications to real subscriber servers on loopback: filters, order, only effective
-//! changes, a subscriber down then back (another unaffected), dead letters and replay,
-//! ResultCode=ERROR, and subscribers from the registry with its cache file.
+//! changes, a subscriber down then back (another unaffected), dead letters and replay
+//! (current state of the keys), ResultCode=ERROR isolated into dead letters, subscribers
+//! from the registry with its cache file, absent subscribers and suspect answers, the
+//! grace period, parking and resync, lag, no idle fsync, HTTPS with a client
+//! certificate, no redirects.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ei_server::config::{Config, FilterConfig, RegistryConfig, SubscriberConfig};
 use ei_server::model::Field;
 

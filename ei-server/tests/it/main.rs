@@ -1,0 +1,8 @@
+//! ei-server's integration tests, one binary (RocksDB is linked once): the server
+//! in-process on `127.0.0.1:0`, a module per area.
+
+mod common;
+mod http;
+mod model;
+mod notify;
+mod ops;
