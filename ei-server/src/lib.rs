@@ -16,7 +16,10 @@
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
-//! READY/STOPPING/WATCHDOG), [`config`] and [`server`] (`run(listener, config, shutdown)`).
+//! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
+//! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
+//! [`transfer`] (export, import and the Java index's MySQL export) and [`cli`] (the
+//! `ei-server` command line and its subcommands).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -30,12 +33,15 @@ pub mod rules;
 pub mod wsdl;
 
 #[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod notify;
 #[cfg(feature = "server")]
+pub mod ops_admin;
 pub mod scrape;
 #[cfg(feature = "server")]
 pub mod server;
@@ -43,5 +49,6 @@ pub mod server;
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
-#[cfg(feature = "server")]
 pub mod systemd;
+#[cfg(feature = "server")]
+pub mod transfer;

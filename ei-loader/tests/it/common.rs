@@ -38,6 +38,7 @@ impl Server {
             hsa_id: INDEX_HSA_ID.into(),
             ..Config::default()
         };
+        config.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();

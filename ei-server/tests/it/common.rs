@@ -43,6 +43,7 @@ impl TestServer {
             hsa_id: "5565594230".into(),
             ..Config::default()
         };
+        config.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

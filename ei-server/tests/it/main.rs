@@ -2,7 +2,9 @@
 //! in-process on `127.0.0.1:0`, a module per area.
 
 mod common;
+mod data;
 mod http;
 mod model;
 mod notify;
 mod ops;
+mod write_lock;
