@@ -28,7 +28,7 @@ mod writer;
 
 pub use health::Health;
 pub use internals::{CfStats, EngineStats, LEVELS};
-pub use outbox::DeadLetter;
+pub use outbox::{unix_ms, DeadLetter};
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
