@@ -197,6 +197,8 @@ async fn start(target: &Target) -> anyhow::Result<(String, Option<Local>, Option
         block_cache_mb: cache,
         ..Default::default()
     };
+    let mut config = config;
+    config.notifications.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, rx) = oneshot::channel::<()>();

@@ -55,6 +55,8 @@ mod embedded {
                 hsa_id: hsa_id.to_owned(),
                 ..Config::default()
             };
+            let mut config = config;
+            config.notifications.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("embedded-ei")

@@ -43,6 +43,22 @@ pub struct Config {
     pub wal_sync: bool,
     pub max_group_requests: usize,
     pub block_cache_mb: usize,
+    /// A request's head must arrive within this many ms of its first byte (TLS
+    /// handshake included).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this many ms of its head.
+    pub body_read_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this many ms.
+    pub idle_timeout_ms: u64,
+    /// Most open connections on the service listener; more wait in the backlog.
+    pub max_connections: usize,
+    /// Most requests one service handles at once (body read included); more get the
+    /// "busy, retry later" fault.
+    pub max_in_flight: usize,
+    /// Most write requests waiting for the writer; more get the busy fault.
+    pub writer_queue: usize,
+    /// On SIGTERM, in-flight requests get this many ms; then connections are dropped.
+    pub drain_timeout_ms: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -119,7 +135,7 @@ pub struct NotificationConfig {
     pub rate_per_second: u32,
     /// Timeout of one call.
     pub timeout_ms: u64,
-    /// The admin listener (subscribers, dead letters, refresh).
+    /// The admin listener (write lock, backup, stats; subscribers, dead letters).
     pub admin_listen: SocketAddr,
     /// When set, admin calls need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
@@ -167,6 +183,13 @@ impl Default for Config {
             wal_sync: true,
             max_group_requests: 64,
             block_cache_mb: 128,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_in_flight: 64,
+            writer_queue: 128,
+            drain_timeout_ms: 30_000,
             notifications: NotificationConfig::default(),
         }
     }
@@ -217,6 +240,20 @@ impl Config {
         if self.max_body_bytes < 4096 {
             return bad("max_body_bytes", "must be at least 4096");
         }
+        let zero = [
+            (
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms as usize,
+            ),
+            ("body_read_timeout_ms", self.body_read_timeout_ms as usize),
+            ("idle_timeout_ms", self.idle_timeout_ms as usize),
+            ("max_connections", self.max_connections),
+            ("max_in_flight", self.max_in_flight),
+            ("writer_queue", self.writer_queue),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, v)| *v == 0) {
+            return bad(key, "must be at least 1");
+        }
         if self.max_group_requests == 0 {
             return bad("max_group_requests", "must be at least 1");
         }
@@ -264,18 +301,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The engagement index (Engagemangsindex): SOAP 1.1 services Update,
-/// ProcessNotification and FindContent over HTTP, stored in embedded RocksDB.
-///
-/// Every setting comes, in rising priority, from its default, the TOML file given
-/// with --config (keys as the long flag names with '_' for '-'), its environment
-/// variable, and its flag.
-///
-/// Exit codes: 0 after a clean shutdown (SIGTERM or Ctrl-C: in-flight requests are
-/// drained and the store closed), 1 when the configuration is invalid, the store
-/// cannot be opened or the address cannot be bound.
+// The serving flags. The command's help text is on `crate::cli::Cli`, which
+// flattens these into the `ei-server` command beside its subcommands.
 #[derive(Debug, Default, clap::Parser)]
-#[command(name = "ei-server", version, verbatim_doc_comment)]
 pub struct Args {
     /// TOML configuration file.
     #[arg(long, env = "EI_CONFIG", value_name = "FILE")]
@@ -329,10 +357,38 @@ pub struct Args {
     /// RocksDB block cache in MiB [default: 128].
     #[arg(long, env = "EI_BLOCK_CACHE_MB", value_name = "MIB")]
     pub block_cache_mb: Option<usize>,
-    /// Admin listener for notification subscribers and dead letters (only when
-    /// subscribers are configured) [default: 127.0.0.1:8081]. Subscribers, the
-    /// registry and delivery settings are set in the [notifications] table of the
-    /// configuration file (see README).
+    /// A request's head must arrive within this many ms of its first byte (TLS
+    /// handshake included); slower clients are disconnected [default: 30000].
+    #[arg(long, env = "EI_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A request's body must arrive within this many ms of its head; slower bodies
+    /// get an EI000 fault [default: 60000].
+    #[arg(long, env = "EI_BODY_READ_TIMEOUT_MS", value_name = "MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this many ms [default: 60000].
+    #[arg(long, env = "EI_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most open connections on the service listener; further clients wait in the
+    /// listen backlog [default: 1024].
+    #[arg(long, env = "EI_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most requests one service (Update, ProcessNotification, FindContent) handles
+    /// at once, body read included; more get a soap:Server fault "busy, retry later"
+    /// [default: 64].
+    #[arg(long, env = "EI_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Most write requests queued for the store's writer; more get the busy fault
+    /// [default: 128].
+    #[arg(long, env = "EI_WRITER_QUEUE", value_name = "N")]
+    pub writer_queue: Option<usize>,
+    /// On SIGTERM or Ctrl-C, in-flight requests get this many ms to finish; then the
+    /// remaining connections are dropped and the store is closed [default: 30000].
+    #[arg(long, env = "EI_DRAIN_TIMEOUT_MS", value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// Admin listener: write lock, backup, statistics, and (when subscribers are
+    /// configured) notification subscribers and dead letters [default:
+    /// 127.0.0.1:8081]. Subscribers, the registry and delivery settings are set in the
+    /// [notifications] table of the configuration file (see README).
     #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
     /// Bearer token admin calls must carry [default: none, loopback-only listener].
@@ -356,7 +412,14 @@ impl Args {
             log_format,
             wal_sync,
             max_group_requests,
-            block_cache_mb
+            block_cache_mb,
+            header_read_timeout_ms,
+            body_read_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            max_in_flight,
+            writer_queue,
+            drain_timeout_ms
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());

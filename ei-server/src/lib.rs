@@ -14,8 +14,12 @@
 //!
 //! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
 //! [`notify`] (subscribers, delivery, admin endpoints),
-//! [`service`] (the three services), [`http`] (axum), [`config`] and [`server`]
-//! (`run(listener, config, shutdown)`).
+//! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
+//! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
+//! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
+//! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
+//! [`transfer`] (export, import and the Java index's MySQL export) and [`cli`] (the
+//! `ei-server` command line and its subcommands).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -29,14 +33,22 @@ pub mod rules;
 pub mod wsdl;
 
 #[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod notify;
 #[cfg(feature = "server")]
+pub mod ops_admin;
+pub mod scrape;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
+pub mod systemd;
+#[cfg(feature = "server")]
+pub mod transfer;

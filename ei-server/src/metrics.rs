@@ -62,6 +62,28 @@ impl Histogram {
     }
 }
 
+/// A label value as the Prometheus text format needs it: `\\`, `"` and newline
+/// escaped (the only three the format escapes). Values that reach `/metrics` from
+/// outside (a subscriber's logical address from the registry) go through this, so
+/// no value can end its label early and break the whole scrape.
+pub struct LabelValue<'a>(pub &'a str);
+
+impl std::fmt::Display for LabelValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
 /// Everything `/metrics` reports.
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -192,5 +214,24 @@ mod tests {
         assert!(text.contains("ei_store_group_commits_total 1"));
         assert!(text.contains("ei_store_batch_requests_bucket{le=\"4\"} 1"));
         assert!(text.contains("ei_engagements 7"));
+    }
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline() {
+        assert_eq!(
+            LabelValue("SE2321000016-15CQ").to_string(),
+            "SE2321000016-15CQ"
+        );
+        assert_eq!(
+            LabelValue("a\"b\\c\nd").to_string(),
+            "a\\\"b\\\\c\\nd",
+            "quote, backslash and newline are escaped"
+        );
+        assert_eq!(LabelValue("\"\"\n").to_string(), "\\\"\\\"\\n");
+        assert_eq!(
+            LabelValue("åäö\t").to_string(),
+            "åäö\t",
+            "nothing else is touched"
+        );
     }
 }

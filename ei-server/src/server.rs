@@ -4,11 +4,12 @@
 //! shutdown future.
 
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, serve, AppState, ConnStats, Limits};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::service::Service;
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::systemd;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,27 +45,17 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.max_group_requests = config.max_group_requests;
     opts.block_cache_bytes = config.block_cache_mb << 20;
     opts.outbox = config.notifications.enabled();
+    opts.writer_queue = config.writer_queue;
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
 }
 
 type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
-/// Starts delivery and the admin listener when any subscriber can exist.
-async fn start_notifications(
-    config: &Config,
-    store: &Arc<Store>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<
-    (
-        Option<Arc<Notifier>>,
-        Option<std::net::SocketAddr>,
-        Option<AdminTask>,
-    ),
-    ServerError,
-> {
+/// Starts delivery when any subscriber can exist.
+async fn start_notifications(config: &Config, store: &Arc<Store>) -> Option<Arc<Notifier>> {
     let n = &config.notifications;
     if !n.enabled() {
-        return Ok((None, None, None));
+        return None;
     }
     let notifier = Notifier::start(
         store.clone(),
@@ -73,16 +64,34 @@ async fn start_notifications(
         config.data_dir.clone(),
     )
     .await;
+    Some(notifier)
+}
+
+/// Starts the admin listener: the data's routes (write lock, …) and, when delivery
+/// runs, the notification routes.
+async fn start_admin(
+    config: &Config,
+    store: &Arc<Store>,
+    notifier: Option<&Arc<Notifier>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(std::net::SocketAddr, AdminTask), ServerError> {
+    let n = &config.notifications;
     let listener = TcpListener::bind(n.admin_listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(admin_addr = %addr, "admin listener for notifications");
-    let app = crate::notify::admin::router(notifier.clone(), n.admin_token.clone());
+    tracing::info!(admin_addr = %addr, "admin listener");
+    let mut app = crate::ops_admin::router(store.clone(), n.admin_token.clone());
+    if let Some(notifier) = notifier {
+        app = app.merge(crate::notify::admin::router(
+            notifier.clone(),
+            n.admin_token.clone(),
+        ));
+    }
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(wait_for(stop))
             .await
     });
-    Ok((Some(notifier), Some(addr), Some(task)))
+    Ok((addr, task))
 }
 
 async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -108,38 +117,59 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let (notifier, admin_addr, admin_task) =
-        start_notifications(&config, &store, stop_rx.clone()).await?;
-    let service = Service::new(config.rules(), config.error_mode, store.clone());
+    let notifier = start_notifications(&config, &store).await;
+    let (admin_addr, admin_task) =
+        start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
+    let service = Service::new(config.rules(), config.error_mode, store.clone())
+        .with_max_in_flight(config.max_in_flight);
+    let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
         service,
         config: config.clone(),
         started: Instant::now(),
         ready: AtomicBool::new(true),
         notifier: notifier.clone(),
-        admin_addr,
+        admin_addr: Some(admin_addr),
+        connections: connections.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
     let app = router(state.clone());
     let ready = state.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for(stop_rx).await;
-            ready.ready.store(false, Ordering::Relaxed);
-            tracing::info!("shutting down: draining in-flight requests");
-        })
-        .await;
+    // The store is open and every listener bound: a Type=notify unit is started.
+    systemd::tell(&format!(
+        "READY=1\nSTATUS=serving on {addr}, {} posts",
+        store.engagement_count()
+    ));
+    let watchdog = tokio::spawn(systemd::watchdog());
+    let stopping = stop_rx.clone();
+    tokio::spawn(async move {
+        wait_for(stopping).await;
+        ready.ready.store(false, Ordering::Relaxed);
+        systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
+        tracing::info!("shutting down: draining in-flight requests");
+    });
+    serve(listener, app, limits(&config), connections, stop_rx).await;
     drop(state);
     if let Some(n) = notifier {
         n.shutdown().await;
     }
-    if let Some(t) = admin_task {
-        let _ = t.await;
-    }
+    let _ = admin_task.await;
     tokio::task::spawn_blocking(move || store.close())
         .await
         .ok();
+    watchdog.abort();
     tracing::info!("store closed");
-    Ok(result?)
+    Ok(())
+}
+
+/// The service listener's bounds from the configuration.
+fn limits(c: &Config) -> Limits {
+    use std::time::Duration;
+    Limits {
+        header_read: Duration::from_millis(c.header_read_timeout_ms),
+        idle: Duration::from_millis(c.idle_timeout_ms),
+        max_connections: c.max_connections,
+        drain: Duration::from_millis(c.drain_timeout_ms),
+    }
 }

@@ -385,7 +385,7 @@ impl Notifier {
                 let _ = writeln!(
                     out,
                     "{name}{{subscriber=\"{}\"}} {}",
-                    s.subscriber.logical_address,
+                    crate::metrics::LabelValue(&s.subscriber.logical_address),
                     f(s)
                 );
             }

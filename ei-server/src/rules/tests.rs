@@ -316,6 +316,14 @@ fn errors_map_to_fault_codes_and_logical_flag() {
         "internal causes stay in the log"
     );
     assert!(EiError::Payload("x".into()).is_logical());
+    let m = EiError::Maintenance.wire();
+    assert_eq!((m.code, m.fault_code), (Some("EI000"), FaultCode::Server));
+    assert!(
+        m.text.contains("index in maintenance") && m.text.contains(MAINTENANCE_TEXT),
+        "{}",
+        m.text
+    );
+    assert!(!EiError::Maintenance.is_logical());
     assert!(!EiError::Technical("x".into()).is_logical());
     assert!(!EiError::MissingCorrelationId.is_logical());
 }
@@ -368,4 +376,39 @@ fn find_content_filters() {
     ]))
     .unwrap_err();
     assert_eq!(e.wire().code, Some("EI004"));
+}
+
+#[test]
+fn echo_caps_and_escapes_user_input() {
+    assert_eq!(echo("SE123"), "SE123");
+    assert_eq!(echo("a\nb\u{1}c\u{FFFE}"), "a\\u{a}b\\u{1}c\\u{fffe}");
+    let long = "x".repeat(1000);
+    assert_eq!(echo(&long), format!("{}…", "x".repeat(MAX_ECHO)));
+    assert!(is_xml_char('\t') && is_xml_char('é') && is_xml_char('\u{10000}'));
+    assert!(!is_xml_char('\u{0}') && !is_xml_char('\u{1F}') && !is_xml_char('\u{FFFF}'));
+}
+
+#[test]
+fn every_wire_text_is_capped_and_free_of_control_characters() {
+    let long = "\n".repeat(10_000);
+    for e in [
+        EiError::Technical(long.clone()),
+        EiError::Payload(long.clone()),
+        EiError::InvalidRouting {
+            given: long.clone(),
+            owner: "o".into(),
+        },
+        EiError::ReservedLogicalAddress {
+            index: 1,
+            value: long.clone(),
+        },
+        EiError::ReservedSourceSystem {
+            index: 1,
+            value: long.clone(),
+        },
+    ] {
+        let text = e.wire().text;
+        assert!(text.chars().count() < 2 * MAX_ECHO + 200, "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
 }

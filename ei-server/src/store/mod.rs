@@ -15,11 +15,19 @@
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
 
+pub mod backup;
+pub mod export;
+pub mod import;
+mod internals;
+mod lock;
 mod outbox;
 pub mod schema;
+pub mod stats;
 mod writer;
 
+pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::DeadLetter;
+pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
 use crate::apply::Change;
@@ -51,6 +59,11 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
+    #[error("the writer queue is full")]
+    Busy,
+    #[error("index in maintenance: the write lock is on")]
+    WriteLocked,
 }
 
 /// Tuning of the store.
@@ -66,6 +79,9 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Record notifiable changes in the outbox (when any subscriber can exist).
     pub outbox: bool,
+    /// Most write requests waiting for the writer; a write beyond is refused with
+    /// [`StoreError::Busy`] instead of queueing without bound.
+    pub writer_queue: usize,
 }
 
 impl StoreOptions {
@@ -76,6 +92,7 @@ impl StoreOptions {
             max_group_requests: 64,
             block_cache_bytes: 128 << 20,
             outbox: false,
+            writer_queue: 128,
         }
     }
 }
@@ -84,13 +101,20 @@ impl StoreOptions {
 pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     count: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     /// The next outbox sequence number, published after each commit.
     commits: tokio::sync::watch::Receiver<u64>,
+    lock: Arc<lock::LockState>,
+    /// Held while a backup runs (one at a time).
+    backup_lock: Mutex<()>,
+    /// Posts per sourceSystem, dataController and serviceDomain (the writer keeps it).
+    stats: Arc<Mutex<stats::PostStats>>,
+    /// Write requests queued and not yet taken by the writer.
+    queued: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -105,15 +129,21 @@ impl Store {
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
         let head = outbox::read_head(&db)?;
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
-        let (queue, rx) = mpsc::channel();
+        let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
+        let stats = Arc::new(Mutex::new(load_stats(&db)?));
+        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
         let own_hsa_id = options.own_hsa_id.clone();
+        let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            queued: queued.clone(),
             db: db.clone(),
             options,
             count: count.clone(),
             metrics: metrics.clone(),
             next_seq: head,
             commits: commits_tx,
+            lock: lock.clone(),
+            stats: stats.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("ei-store-writer".into())
@@ -130,7 +160,38 @@ impl Store {
             count,
             metrics,
             commits,
+            lock,
+            backup_lock: Mutex::new(()),
+            stats,
+            queued,
         })
+    }
+
+    /// Posts per sourceSystem, dataController and serviceDomain, exact as of the last
+    /// commit.
+    pub fn stats(&self) -> stats::PostStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The write lock now.
+    pub fn write_lock(&self) -> WriteLock {
+        self.lock.get()
+    }
+
+    /// Whether writes are refused (maintenance mode).
+    pub fn is_write_locked(&self) -> bool {
+        self.lock.is_on()
+    }
+
+    /// Turns the write lock on or off, durably, after every write queued before this
+    /// call; returns the lock now (unchanged, with its old `since`, when it already
+    /// was so).
+    pub async fn set_write_lock(&self, enabled: bool) -> Result<WriteLock, Arc<StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Message::SetWriteLock { enabled, reply })
+            .map_err(|_| Arc::new(StoreError::Closed))?;
+        rx.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 
     /// Applies one validated request atomically and durably; returns its effective
@@ -151,9 +212,14 @@ impl Store {
             span: tracing::Span::current(),
             reply,
         };
-        self.queue
-            .send(Message::Write(job))
-            .map_err(|_| Arc::new(StoreError::Closed))?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.queue.try_send(Message::Write(job)) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Arc::new(match e {
+                mpsc::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            }));
+        }
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);
         Ok(changes)
@@ -204,6 +270,11 @@ impl Store {
     /// The exact number of stored posts.
     pub fn engagement_count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Write requests waiting for the writer thread (not yet in a group commit).
+    pub fn queue_depth(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk: SST files plus WAL and other files in the data directory.
@@ -353,6 +424,34 @@ fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// The schema check of a store opened read-only: it must already be one of ours.
+fn check_schema_read_only(db: &DB, path: &Path) -> Result<(), StoreError> {
+    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
+        Some(_) => check_schema(db, path),
+        None => Err(StoreError::Corrupt(schema::Corrupt(format!(
+            "{} holds no engagement index (no schema_version)",
+            path.display()
+        )))),
+    }
+}
+
+/// The statistics counters; a directory written before they existed is counted
+/// once and the counters stored.
+fn load_stats(db: &DB) -> Result<stats::PostStats, StoreError> {
+    if let Some(s) = stats::read(db)? {
+        return Ok(s);
+    }
+    let s = stats::scan(db)?;
+    let mut batch = WriteBatch::default();
+    s.put_all(db, &mut batch);
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo)?;
+    tracing::info!("statistics counters written for this data directory");
+    Ok(s)
 }
 
 fn read_count(db: &DB) -> Result<u64, StoreError> {

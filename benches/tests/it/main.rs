@@ -1,0 +1,3 @@
+//! ei-benches' integration tests, one binary: a smoke run of the load generator.
+
+mod smoke;

@@ -1,0 +1,11 @@
+//! ei-server's integration tests, one binary (RocksDB is linked once): the server
+//! in-process on `127.0.0.1:0`, a module per area.
+
+mod common;
+mod data;
+mod frontdoor;
+mod http;
+mod model;
+mod notify;
+mod ops;
+mod write_lock;
