@@ -26,7 +26,7 @@ pub mod stats;
 mod writer;
 
 pub use internals::{CfStats, EngineStats, LEVELS};
-pub use outbox::DeadLetter;
+pub use outbox::{unix_ms, DeadLetter};
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
