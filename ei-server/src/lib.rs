@@ -16,7 +16,8 @@
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
-//! READY/STOPPING/WATCHDOG), [`config`] and [`server`] (`run(listener, config, shutdown)`).
+//! READY/STOPPING/WATCHDOG), [`config`], [`server`] (`run(listener, config, shutdown)`), and
+//! [`harness`] (the server in-process for tests, benchmarks and `capacity --embedded`).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -31,6 +32,8 @@ pub mod wsdl;
 
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod harness;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]

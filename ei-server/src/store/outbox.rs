@@ -3,23 +3,21 @@
 //! outbox exactly when it is in the index. Delivery reads the log from each
 //! subscriber's cursor; cursors, dead letters and garbage collection live here too.
 
-use super::{schema, Store, StoreError};
+use super::{schema, Rocks, Store, StoreError};
 use crate::apply::{Change, ChangeKind};
 use crate::model::{Action, Engagement};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use schema::OutboxEntry;
 
 /// The next sequence number: one past the last entry in the outbox (or the highest
 /// cursor, if the outbox was emptied by garbage collection).
-pub(super) fn read_head(db: &DB) -> Result<u64, StoreError> {
-    let cf = db
-        .cf_handle(schema::CF_OUTBOX)
-        .expect("column family exists");
+pub(super) fn read_head(db: &Rocks) -> Result<u64, StoreError> {
+    let cf = db.cf().outbox;
     let last = match db.iterator_cf(cf, IteratorMode::End).next() {
         Some(item) => seq_of(&item?.0)? + 1,
         None => 0,
     };
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = db.cf().meta;
     let mut head = last;
     for item in db.prefix_iterator_cf(meta, schema::META_CURSOR_PREFIX.as_bytes()) {
         let (k, v) = item?;
@@ -70,10 +68,8 @@ pub fn entries_of(changes: &[Change]) -> Vec<OutboxEntry> {
 }
 
 /// Appends a request's changes to the batch, numbering them from `*seq`.
-pub(super) fn append(db: &DB, batch: &mut WriteBatch, seq: &mut u64, changes: &[Change]) {
-    let cf = db
-        .cf_handle(schema::CF_OUTBOX)
-        .expect("column family exists");
+pub(super) fn append(db: &Rocks, batch: &mut WriteBatch, seq: &mut u64, changes: &[Change]) {
+    let cf = db.cf().outbox;
     for e in entries_of(changes) {
         batch.put_cf(cf, seq.to_be_bytes(), schema::encode_outbox(&e));
         *seq += 1;
@@ -100,10 +96,7 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_OUTBOX)
-            .expect("column family exists");
+        let cf = self.db.cf().outbox;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
         for item in self
@@ -119,10 +112,7 @@ impl Store {
 
     /// A subscriber's cursor (the next sequence number to deliver), if it has one.
     pub fn cursor(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
-        let meta = self
-            .db
-            .cf_handle(schema::CF_META)
-            .expect("column family exists");
+        let meta = self.db.cf().meta;
         match self
             .db
             .get_pinned_cf(meta, schema::cursor_key(subscriber))?
@@ -140,17 +130,11 @@ impl Store {
         to: u64,
         dead: Option<&DeadLetter>,
     ) -> Result<(), StoreError> {
-        let meta = self
-            .db
-            .cf_handle(schema::CF_META)
-            .expect("column family exists");
+        let meta = self.db.cf().meta;
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, schema::cursor_key(subscriber), to.to_be_bytes());
         if let Some(d) = dead {
-            let cf = self
-                .db
-                .cf_handle(schema::CF_DEAD_LETTERS)
-                .expect("column family exists");
+            let cf = self.db.cf().dead_letters;
             batch.put_cf(
                 cf,
                 schema::dead_letter_key(subscriber, d.batch),
@@ -164,7 +148,7 @@ impl Store {
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
         let prefix = schema::dead_letter_prefix(subscriber);
         let mut out = Vec::new();
-        for item in self.scan_prefix(schema::CF_DEAD_LETTERS, &prefix) {
+        for item in self.scan_prefix(self.db.cf().dead_letters, &prefix) {
             let (k, v) = item?;
             let batch = seq_of(&k[prefix.len()..])?;
             let (error, entries) = schema::decode_dead_letter(&v)?;
@@ -179,10 +163,7 @@ impl Store {
 
     /// Removes one dead-letter batch (after a replay delivered it, or on drop).
     pub fn remove_dead_letter(&self, subscriber: &str, batch: u64) -> Result<(), StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_DEAD_LETTERS)
-            .expect("column family exists");
+        let cf = self.db.cf().dead_letters;
         let mut b = WriteBatch::default();
         b.delete_cf(cf, schema::dead_letter_key(subscriber, batch));
         self.write_synced(b)
@@ -193,10 +174,7 @@ impl Store {
         if below == 0 {
             return Ok(());
         }
-        let cf = self
-            .db
-            .cf_handle(schema::CF_OUTBOX)
-            .expect("column family exists");
+        let cf = self.db.cf().outbox;
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf, 0u64.to_be_bytes(), below.to_be_bytes());
         self.write_synced(b)

@@ -23,7 +23,7 @@ fn fast(c: &mut Config) {
     c.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
 }
 
-async fn admin(c: &reqwest::Client, s: &TestServer) -> String {
+async fn admin(c: &reqwest::Client, s: &Harness) -> String {
     let status: serde_json::Value = get_json(c, &s.url("/status")).await;
     format!(
         "http://{}",
@@ -31,6 +31,27 @@ async fn admin(c: &reqwest::Client, s: &TestServer) -> String {
             .as_str()
             .expect("admin listener runs")
     )
+}
+
+/// Waits (up to 20 s) until the server says every subscriber's cursor has reached the
+/// outbox head (`pending` 0 on the admin endpoint): what was written has been sent (or
+/// dead-lettered) and nothing more will be. Returns the subscriber list.
+async fn settled(c: &reqwest::Client, s: &Harness, token: Option<&str>) -> serde_json::Value {
+    let url = format!("{}/admin/subscribers", admin(c, s).await);
+    let mut list = serde_json::Value::Null;
+    for _ in 0..400 {
+        let mut req = c.get(&url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        list = req.send().await.unwrap().json().await.unwrap();
+        let subscribers = list.as_array().expect("a subscriber list");
+        if subscribers.iter().all(|e| e["pending"] == 0) {
+            return list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the subscribers did not catch up: {list}");
 }
 
 fn keys(txs: &[ei_server::model::RawTransaction]) -> Vec<(String, Option<String>, Option<String>)> {
@@ -55,7 +76,7 @@ async fn filters_order_and_only_effective_changes() {
         categorizations: vec!["VOO".into()],
     }];
     let (a, v) = (all.url.clone(), voo.url.clone());
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.subscribers = vec![
             subscriber("SE-ALL", &a, vec![]),
@@ -91,9 +112,7 @@ async fn filters_order_and_only_effective_changes() {
     )
     .await;
     update(&c, &s, &[("191212121212", "upp", None)], true).await;
-    all.wait_until("all changes", |r| r.delivered().len() >= 4)
-        .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settled(&c, &s, None).await;
     let got = keys(&all.delivered());
     assert_eq!(
         got,
@@ -113,8 +132,6 @@ async fn filters_order_and_only_effective_changes() {
         ],
         "every effective change once, in order; the identical re-send is not notified"
     );
-    voo.wait_until("filtered changes", |r| r.delivered().len() >= 2)
-        .await;
     assert_eq!(
         keys(&voo.delivered()),
         vec![
@@ -150,14 +167,14 @@ async fn filters_order_and_only_effective_changes() {
         e.get(Field::CreationTime),
         "updateTime = creationTime for a new post"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn changes_to_one_key_arrive_in_order() {
     let r = Recorder::start(Mode::Ok).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
@@ -197,7 +214,7 @@ async fn changes_to_one_key_arrive_in_order() {
             "a key appears once per call (coalesced)"
         );
     }
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -205,7 +222,7 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
     let down = Recorder::start(Mode::Fault).await;
     let up = Recorder::start(Mode::Ok).await;
     let (d, u) = (down.url.clone(), up.url.clone());
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 1000;
         c.notifications.subscribers = vec![
@@ -256,14 +273,14 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
     cats.sort();
     cats.dedup();
     assert_eq!(cats.len(), 20, "nothing missing");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn dead_letters_after_the_last_attempt_and_replay() {
     let r = Recorder::start(Mode::Fault).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 3;
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
@@ -316,14 +333,14 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
         metrics.contains("ei_notify_dead_lettered_total{subscriber=\"SE1\"} 2"),
         "{metrics}"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn result_code_error_is_not_retried_and_admin_token_is_enforced() {
     let r = Recorder::start(Mode::ResultError).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.admin_token = Some("sesame".into());
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
@@ -331,9 +348,9 @@ async fn result_code_error_is_not_retried_and_admin_token_is_enforced() {
     .await;
     let c = reqwest::Client::new();
     update(&c, &s, &[("191212121212", "voo", None)], false).await;
-    r.wait_until("one call", |r| r.call_count() == 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let list = settled(&c, &s, Some("sesame")).await;
     assert_eq!(r.call_count(), 1, "ResultCode=ERROR is not retried");
+    assert_eq!(list[0]["retried"], 0, "{list}");
     let admin = admin(&c, &s).await;
     assert_eq!(
         c.get(format!("{admin}/admin/subscribers"))
@@ -357,7 +374,7 @@ async fn result_code_error_is_not_retried_and_admin_token_is_enforced() {
         .as_str()
         .unwrap()
         .contains("no thanks"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 /// A registry answering GetLogicalAddresseesByServiceContract with one subscriber, or
@@ -405,7 +422,7 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
             });
         }
     };
-    let mut s = TestServer::start_in(dir.path().to_owned(), setup.clone()).await;
+    let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     update(
         &c,
@@ -446,10 +463,10 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
         list[0]["logical_address"], "SE-REG",
         "the cached subscriber is kept"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 
     // Restart with the registry still down: the cache file provides the subscriber.
-    let mut s = TestServer::start_in(dir.path().to_owned(), setup).await;
+    let s = start_in(dir.path().to_owned(), setup).await;
     update(
         &c,
         &s,
@@ -461,5 +478,5 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
         r.delivered().len() >= 2
     })
     .await;
-    s.stop().await;
+    s.stop().await.unwrap();
 }
