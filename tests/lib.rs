@@ -44,6 +44,7 @@ impl ServerProcess {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(["--hsa-id", "5565594230", "--log-format", "text"])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

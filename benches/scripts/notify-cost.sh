@@ -15,7 +15,7 @@ PRELOAD="${1:-200000}"
 SECS="${2:-10}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-RUST_LOG=warn "$BIN/ei-server" --listen 127.0.0.1:18181 --data-dir "$WORK/sink" --hsa-id sink-hsa --wal-sync false &
+RUST_LOG=warn "$BIN/ei-server" --listen 127.0.0.1:18181 --data-dir "$WORK/sink" --hsa-id sink-hsa --wal-sync false --admin-listen 127.0.0.1:0 &
 sleep 1
 for n in 0 1 10 10-down; do
   cfg="$WORK/ei-$n.toml"

@@ -5,11 +5,14 @@
 //! - [`raw`]: RocksDB used directly with the store's options (the limits), disk and
 //!   memory helpers;
 //! - [`load`]: the end-to-end HTTP load generator behind `ei-load`;
-//! - [`report`]: its results as Markdown and JSON.
+//! - [`report`]: its results as Markdown and JSON;
+//! - [`gen`]: posts with a region's variety as a MySQL export (`ei-gen`), for the
+//!   import and restore benchmarks.
 //!
 //! The criterion benches in `benches/` (codec, store) use `data` and `raw`.
 
 pub mod data;
+pub mod gen;
 pub mod load;
 pub mod raw;
 pub mod report;

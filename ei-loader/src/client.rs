@@ -36,6 +36,10 @@ pub enum CallError {
     /// Retrying cannot help (wrong address, routing refused, not an index).
     #[error("{0}")]
     Fatal(String),
+    /// The index is in maintenance (its write lock is on): wait and send again, for
+    /// as long as it takes (not counted against the attempt limit).
+    #[error("{0}")]
+    Paused(String),
 }
 
 /// The answer to an Update.
@@ -191,6 +195,9 @@ pub fn classify_update(status: u16, body: &[u8]) -> Result<UpdateOutcome, CallEr
         Outcome::Refused { comment } => Err(CallError::Fatal(format!(
             "the index answered ERROR: {comment}"
         ))),
+        Outcome::Fault { text, .. } if text.contains(ei_server::rules::MAINTENANCE_TEXT) => {
+            Err(CallError::Paused(format!("server fault: {text}")))
+        }
         Outcome::Fault { text, .. } if retry => {
             Err(CallError::Retryable(format!("server fault: {text}")))
         }
@@ -257,6 +264,11 @@ mod tests {
         assert!(matches!(
             classify_update(500, &fault("soap:Server", "EI000: A technical error")),
             Err(CallError::Retryable(_))
+        ));
+        let paused = ei_server::rules::EiError::Maintenance.wire().text;
+        assert!(matches!(
+            classify_update(500, &fault("soap:Server", &paused)),
+            Err(CallError::Paused(_))
         ));
         assert!(matches!(
             classify_update(500, &fault("soap:Client", "EI003: Invalid routing")),

@@ -285,6 +285,9 @@ impl Worker {
         self.calls += 1;
         let txs: Vec<Transaction> = part.iter().map(|p| p.tx.clone()).collect();
         let ranges = ranges_of(part.iter().map(|p| p.seq));
+        // Failed attempts count towards the limit and the backoff; maintenance pauses
+        // only stretch the wait.
+        let (mut failures, mut pauses) = (0u32, 0u32);
         for attempt in 1.. {
             if !self.wait_turn().await {
                 return Ok(None);
@@ -315,17 +318,30 @@ impl Worker {
                     return Ok(Some(outcome));
                 }
                 Err(CallError::Fatal(message)) => return Err(RunError::Fatal { call, message }),
+                Err(CallError::Paused(message)) => {
+                    stats.retries.fetch_add(1, Relaxed);
+                    pauses += 1;
+                    let wait = self.shared.retry.backoff(pauses);
+                    stats.set_window(format!(
+                        "index in maintenance (write lock), sending {call} again in {} s: {message}",
+                        wait.as_secs()
+                    ));
+                    if sleep_or_stop(&*self.shared.clock, wait, &mut self.stop).await {
+                        return Ok(None);
+                    }
+                }
                 Err(CallError::Retryable(message)) => {
                     stats.retries.fetch_add(1, Relaxed);
+                    failures += 1;
                     let max = self.shared.retry.max_attempts;
-                    if max > 0 && attempt >= max {
+                    if max > 0 && failures >= max {
                         return Err(RunError::GaveUp {
                             call,
                             attempts: attempt,
                             message,
                         });
                     }
-                    let backoff = self.shared.retry.backoff(attempt);
+                    let backoff = self.shared.retry.backoff(failures);
                     if sleep_or_stop(&*self.shared.clock, backoff, &mut self.stop).await {
                         return Ok(None);
                     }

@@ -119,7 +119,7 @@ pub struct NotificationConfig {
     pub rate_per_second: u32,
     /// Timeout of one call.
     pub timeout_ms: u64,
-    /// The admin listener (subscribers, dead letters, refresh).
+    /// The admin listener (write lock, backup, stats; subscribers, dead letters).
     pub admin_listen: SocketAddr,
     /// When set, admin calls need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
@@ -264,18 +264,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The engagement index (Engagemangsindex): SOAP 1.1 services Update,
-/// ProcessNotification and FindContent over HTTP, stored in embedded RocksDB.
-///
-/// Every setting comes, in rising priority, from its default, the TOML file given
-/// with --config (keys as the long flag names with '_' for '-'), its environment
-/// variable, and its flag.
-///
-/// Exit codes: 0 after a clean shutdown (SIGTERM or Ctrl-C: in-flight requests are
-/// drained and the store closed), 1 when the configuration is invalid, the store
-/// cannot be opened or the address cannot be bound.
+// The serving flags. The command's help text is on `crate::cli::Cli`, which
+// flattens these into the `ei-server` command beside its subcommands.
 #[derive(Debug, Default, clap::Parser)]
-#[command(name = "ei-server", version, verbatim_doc_comment)]
 pub struct Args {
     /// TOML configuration file.
     #[arg(long, env = "EI_CONFIG", value_name = "FILE")]
@@ -329,10 +320,10 @@ pub struct Args {
     /// RocksDB block cache in MiB [default: 128].
     #[arg(long, env = "EI_BLOCK_CACHE_MB", value_name = "MIB")]
     pub block_cache_mb: Option<usize>,
-    /// Admin listener for notification subscribers and dead letters (only when
-    /// subscribers are configured) [default: 127.0.0.1:8081]. Subscribers, the
-    /// registry and delivery settings are set in the [notifications] table of the
-    /// configuration file (see README).
+    /// Admin listener: write lock, backup, statistics, and (when subscribers are
+    /// configured) notification subscribers and dead letters [default:
+    /// 127.0.0.1:8081]. Subscribers, the registry and delivery settings are set in the
+    /// [notifications] table of the configuration file (see README).
     #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
     /// Bearer token admin calls must carry [default: none, loopback-only listener].

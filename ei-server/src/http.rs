@@ -179,6 +179,7 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
         "engagements": count,
         "store_bytes": size,
         "admin_listen": state.admin_addr.map(|a| a.to_string()),
+        "write_lock": crate::ops_admin::write_lock_json(state.service.store().write_lock()),
         "subscribers": state.notifier.as_ref().map(|n| n.subscriber_count()),
         "config": {
             "listen": c.listen.to_string(),
@@ -229,6 +230,11 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
             "ei_store_live_data_bytes",
             "RocksDB's estimate of live data.",
             gauges.2 as f64,
+        ),
+        (
+            "ei_write_lock",
+            "1 while the write lock (maintenance mode) refuses writes, else 0.",
+            f64::from(u8::from(state.service.store().is_write_locked())),
         ),
         (
             "ei_uptime_seconds",

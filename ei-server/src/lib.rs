@@ -16,8 +16,11 @@
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
-//! READY/STOPPING/WATCHDOG), [`config`], [`server`] (`run(listener, config, shutdown)`), and
-//! [`harness`] (the server in-process for tests, benchmarks and `capacity --embedded`).
+//! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
+//! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
+//! [`transfer`] (export, import and the Java index's MySQL export), [`cli`] (the
+//! `ei-server` command line and its subcommands) and [`harness`] (the server
+//! in-process for tests, benchmarks and `capacity --embedded`).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -31,6 +34,8 @@ pub mod rules;
 pub mod wsdl;
 
 #[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod harness;
@@ -39,6 +44,7 @@ pub mod http;
 #[cfg(feature = "server")]
 pub mod notify;
 #[cfg(feature = "server")]
+pub mod ops_admin;
 pub mod scrape;
 #[cfg(feature = "server")]
 pub mod server;
@@ -46,5 +52,6 @@ pub mod server;
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
-#[cfg(feature = "server")]
 pub mod systemd;
+#[cfg(feature = "server")]
+pub mod transfer;

@@ -11,6 +11,11 @@ use crate::operation::WriteOperation;
 /// Most transactions one Update/ProcessNotification may carry.
 pub const MAX_TRANSACTIONS: usize = 1000;
 
+/// What a write refused by the write lock is told (after `EI000: … error message: `);
+/// clients recognise a retryable maintenance pause by it.
+pub const MAINTENANCE_TEXT: &str =
+    "index in maintenance: writes are paused by the operator, retry later";
+
 /// Who an error is the fault of, as SOAP 1.1 says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultCode {
@@ -56,6 +61,9 @@ pub enum EiError {
     /// The index failed (storage, shutdown); details are in the log, not on the wire.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The operator has paused writes (the write lock); the caller retries later.
+    #[error("index in maintenance")]
+    Maintenance,
 }
 
 /// An error as it goes on the wire.
@@ -111,6 +119,11 @@ impl EiError {
                 format!(
                     "The sourceSystem in EngagementTransaction #{index} is reserved and not allowed, hsa-id: {value}"
                 ),
+            ),
+            EiError::Maintenance => (
+                Some("EI000"),
+                Server,
+                format!("A technical error has occurred, error message: {MAINTENANCE_TEXT}"),
             ),
             EiError::Internal(_) => (
                 Some("EI000"),

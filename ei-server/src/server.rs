@@ -50,22 +50,11 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
 
 type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
-/// Starts delivery and the admin listener when any subscriber can exist.
-async fn start_notifications(
-    config: &Config,
-    store: &Arc<Store>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<
-    (
-        Option<Arc<Notifier>>,
-        Option<std::net::SocketAddr>,
-        Option<AdminTask>,
-    ),
-    ServerError,
-> {
+/// Starts delivery when any subscriber can exist.
+async fn start_notifications(config: &Config, store: &Arc<Store>) -> Option<Arc<Notifier>> {
     let n = &config.notifications;
     if !n.enabled() {
-        return Ok((None, None, None));
+        return None;
     }
     let notifier = Notifier::start(
         store.clone(),
@@ -74,16 +63,34 @@ async fn start_notifications(
         config.data_dir.clone(),
     )
     .await;
+    Some(notifier)
+}
+
+/// Starts the admin listener: the data's routes (write lock, …) and, when delivery
+/// runs, the notification routes.
+async fn start_admin(
+    config: &Config,
+    store: &Arc<Store>,
+    notifier: Option<&Arc<Notifier>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(std::net::SocketAddr, AdminTask), ServerError> {
+    let n = &config.notifications;
     let listener = TcpListener::bind(n.admin_listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(admin_addr = %addr, "admin listener for notifications");
-    let app = crate::notify::admin::router(notifier.clone(), n.admin_token.clone());
+    tracing::info!(admin_addr = %addr, "admin listener");
+    let mut app = crate::ops_admin::router(store.clone(), n.admin_token.clone());
+    if let Some(notifier) = notifier {
+        app = app.merge(crate::notify::admin::router(
+            notifier.clone(),
+            n.admin_token.clone(),
+        ));
+    }
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(wait_for(stop))
             .await
     });
-    Ok((Some(notifier), Some(addr), Some(task)))
+    Ok((addr, task))
 }
 
 async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -121,8 +128,9 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let (notifier, admin_addr, admin_task) =
-        start_notifications(&config, &store, stop_rx.clone()).await?;
+    let notifier = start_notifications(&config, &store).await;
+    let (admin_addr, admin_task) =
+        start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
     let service = Service::new(config.rules(), config.error_mode, store.clone());
     let state = Arc::new(AppState {
         service,
@@ -130,7 +138,7 @@ pub async fn serve(
         started: Instant::now(),
         ready: AtomicBool::new(true),
         notifier: notifier.clone(),
-        admin_addr,
+        admin_addr: Some(admin_addr),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
@@ -154,9 +162,7 @@ pub async fn serve(
     if let Some(n) = notifier {
         n.shutdown().await;
     }
-    if let Some(t) = admin_task {
-        let _ = t.await;
-    }
+    let _ = admin_task.await;
     tokio::task::spawn_blocking(move || store.close())
         .await
         .ok();

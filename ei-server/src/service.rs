@@ -71,6 +71,10 @@ impl Service {
         body: Bytes,
     ) -> Result<Reply, EiError> {
         rules::check_correlation_id(correlation_id)?;
+        // Maintenance is answered before the body is read (the writer checks again).
+        if op != Operation::FindContent && self.store.is_write_locked() {
+            return Err(EiError::Maintenance);
+        }
         let request = parse(body)
             .await
             .map_err(|e| EiError::Technical(e.to_string()))?;
@@ -137,7 +141,10 @@ impl Service {
             .store
             .write(op, valid, clock::now())
             .await
-            .map_err(|e| internal("write", &*e))?;
+            .map_err(|e| match *e {
+                crate::store::StoreError::WriteLocked => EiError::Maintenance,
+                _ => internal("write", &*e),
+            })?;
         tracing::info!(transactions = n, changes = changes.len(), "{op} applied");
         Ok(changes)
     }

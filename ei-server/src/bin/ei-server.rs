@@ -1,22 +1,35 @@
-//! `ei-server`: parses the configuration, sets up logging, binds, and runs the server
-//! until SIGTERM or Ctrl-C.
+//! `ei-server`: parses the command line; without a subcommand it loads the
+//! configuration, sets up logging, binds, and runs the server until SIGTERM or
+//! Ctrl-C; a subcommand (export, import, restore) runs through `ei_server::cli`.
 
 use anyhow::Context;
 use clap::Parser;
-use ei_server::config::{Args, Config, LogFormat};
+use ei_server::cli::Cli;
+use ei_server::config::{Config, LogFormat};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match Config::load(&args) {
+    let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        // The subcommands report on stderr themselves: only warnings are logged.
+        init_logging(LogFormat::Text, "warn");
+        return match ei_server::cli::run(command) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("ei-server: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let config = match Config::load(&cli.serve) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ei-server: {e}");
             return ExitCode::from(1);
         }
     };
-    init_logging(config.log_format);
+    init_logging(config.log_format, "info");
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -27,8 +40,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours only on a terminal (and not when NO_COLOR is set).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();

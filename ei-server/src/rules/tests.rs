@@ -316,6 +316,14 @@ fn errors_map_to_fault_codes_and_logical_flag() {
         "internal causes stay in the log"
     );
     assert!(EiError::Payload("x".into()).is_logical());
+    let m = EiError::Maintenance.wire();
+    assert_eq!((m.code, m.fault_code), (Some("EI000"), FaultCode::Server));
+    assert!(
+        m.text.contains("index in maintenance") && m.text.contains(MAINTENANCE_TEXT),
+        "{}",
+        m.text
+    );
+    assert!(!EiError::Maintenance.is_logical());
     assert!(!EiError::Technical("x".into()).is_logical());
     assert!(!EiError::MissingCorrelationId.is_logical());
 }

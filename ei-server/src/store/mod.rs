@@ -15,17 +15,23 @@
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
 
+pub mod backup;
+pub mod export;
 mod faults;
+pub mod import;
 mod internals;
+mod lock;
 mod outbox;
 mod rocks;
 pub mod schema;
+pub mod stats;
 mod writer;
 
 pub use faults::{Fault, Faults, Hold, Times};
 pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::DeadLetter;
 use rocks::Rocks;
+pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
 use crate::apply::Change;
@@ -60,6 +66,8 @@ pub enum StoreError {
     /// A fault a test armed through [`Faults`].
     #[error("{0}")]
     Injected(Fault),
+    #[error("index in maintenance: the write lock is on")]
+    WriteLocked,
 }
 
 /// Tuning of the store.
@@ -100,6 +108,11 @@ pub struct Store {
     metrics: Arc<Metrics>,
     /// The next outbox sequence number, published after each commit.
     commits: tokio::sync::watch::Receiver<u64>,
+    lock: Arc<lock::LockState>,
+    /// Held while a backup runs (one at a time).
+    backup_lock: Mutex<()>,
+    /// Posts per sourceSystem, dataController and serviceDomain (the writer keeps it).
+    stats: Arc<Mutex<stats::PostStats>>,
     /// Write requests queued and not yet taken by the writer.
     queued: Arc<AtomicU64>,
     /// The fault-injection seam its writer consults (tests only).
@@ -118,6 +131,8 @@ impl Store {
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
         let head = outbox::read_head(&db)?;
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
+        let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
+        let stats = Arc::new(Mutex::new(load_stats(&db)?));
         let (queue, rx) = mpsc::channel();
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
@@ -131,6 +146,8 @@ impl Store {
             metrics: metrics.clone(),
             next_seq: head,
             commits: commits_tx,
+            lock: lock.clone(),
+            stats: stats.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("ei-store-writer".into())
@@ -147,9 +164,39 @@ impl Store {
             count,
             metrics,
             commits,
+            lock,
+            backup_lock: Mutex::new(()),
+            stats,
             queued,
             faults,
         })
+    }
+
+    /// Posts per sourceSystem, dataController and serviceDomain, exact as of the last
+    /// commit.
+    pub fn stats(&self) -> stats::PostStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The write lock now.
+    pub fn write_lock(&self) -> WriteLock {
+        self.lock.get()
+    }
+
+    /// Whether writes are refused (maintenance mode).
+    pub fn is_write_locked(&self) -> bool {
+        self.lock.is_on()
+    }
+
+    /// Turns the write lock on or off, durably, after every write queued before this
+    /// call; returns the lock now (unchanged, with its old `since`, when it already
+    /// was so).
+    pub async fn set_write_lock(&self, enabled: bool) -> Result<WriteLock, Arc<StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Message::SetWriteLock { enabled, reply })
+            .map_err(|_| Arc::new(StoreError::Closed))?;
+        rx.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 
     /// Applies one validated request atomically and durably; returns its effective
@@ -358,8 +405,8 @@ pub fn engagements_options(table: &BlockBasedOptions) -> Options {
     cf_opts
 }
 
-fn check_schema(db: &Rocks, path: &Path) -> Result<(), StoreError> {
-    let meta = db.cf().meta;
+fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
+    let meta = rocks::handle(db, schema::CF_META)?;
     match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
         Some(v) => {
             let found = u32::from_be_bytes(
@@ -390,8 +437,36 @@ fn check_schema(db: &Rocks, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn read_count(db: &Rocks) -> Result<u64, StoreError> {
-    let meta = db.cf().meta;
+/// The schema check of a store opened read-only: it must already be one of ours.
+fn check_schema_read_only(db: &DB, path: &Path) -> Result<(), StoreError> {
+    let meta = rocks::handle(db, schema::CF_META)?;
+    match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
+        Some(_) => check_schema(db, path),
+        None => Err(StoreError::Corrupt(schema::Corrupt(format!(
+            "{} holds no engagement index (no schema_version)",
+            path.display()
+        )))),
+    }
+}
+
+/// The statistics counters; a directory written before they existed is counted
+/// once and the counters stored.
+fn load_stats(db: &DB) -> Result<stats::PostStats, StoreError> {
+    if let Some(s) = stats::read(db)? {
+        return Ok(s);
+    }
+    let s = stats::scan(db)?;
+    let mut batch = WriteBatch::default();
+    s.put_all(db, &mut batch);
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo)?;
+    tracing::info!("statistics counters written for this data directory");
+    Ok(s)
+}
+
+fn read_count(db: &DB) -> Result<u64, StoreError> {
+    let meta = rocks::handle(db, schema::CF_META)?;
     Ok(
         match db.get_pinned_cf(meta, schema::META_ENGAGEMENT_COUNT)? {
             Some(v) => u64::from_be_bytes(

@@ -16,20 +16,22 @@ pub(super) struct Families<'db> {
     pub(super) dead_letters: &'db ColumnFamily,
 }
 
-/// The handles of `db`'s column families; an error names one that is missing.
+/// The handle of `db`'s column family `name`; an error when it is missing.
+pub(super) fn handle<'db>(db: &'db DB, name: &str) -> Result<&'db ColumnFamily, StoreError> {
+    db.cf_handle(name).ok_or_else(|| {
+        StoreError::Corrupt(schema::Corrupt(format!(
+            "the column family {name} is missing"
+        )))
+    })
+}
+
+/// The handles of `db`'s column families.
 fn families(db: &DB) -> Result<Families<'_>, StoreError> {
-    let cf = |name: &str| {
-        db.cf_handle(name).ok_or_else(|| {
-            StoreError::Corrupt(schema::Corrupt(format!(
-                "the column family {name} is missing"
-            )))
-        })
-    };
     Ok(Families {
-        engagements: cf(schema::CF_ENGAGEMENTS)?,
-        meta: cf(schema::CF_META)?,
-        outbox: cf(schema::CF_OUTBOX)?,
-        dead_letters: cf(schema::CF_DEAD_LETTERS)?,
+        engagements: handle(db, schema::CF_ENGAGEMENTS)?,
+        meta: handle(db, schema::CF_META)?,
+        outbox: handle(db, schema::CF_OUTBOX)?,
+        dead_letters: handle(db, schema::CF_DEAD_LETTERS)?,
     })
 }
 

@@ -17,6 +17,15 @@
 //! `engagement_count` (u64 BE, the exact number of posts, updated in the same write
 //! batch as the posts).
 //!
+//! Statistics ([`super::stats`]): `meta` keys `stats/{field}/{value}` ([`stats_key`];
+//! field = `sourceSystem`, `dataController` or `serviceDomain`, value = its UTF-8
+//! bytes) hold the number of posts with that value (u64 BE; absent = 0), updated in
+//! the same write batch as the posts; `stats_version` (u32 BE, [`STATS_VERSION`]) says
+//! the counters are complete (a directory without it is counted by one scan at open).
+//!
+//! `meta` key `write_lock` is the maintenance switch ([`encode_write_lock`]): one byte
+//! (1 on, 0 off) and the Unix second of the last change (u64 BE). Absent = off.
+//!
 //! # Key
 //! The nine key fields in the order resident, serviceDomain, categorization,
 //! logicalAddress, businessObjectInstanceIdentifier, clinicalProcessInterestId,
@@ -42,6 +51,10 @@ pub const META_ENGAGEMENT_COUNT: &[u8] = b"engagement_count";
 pub const CF_OUTBOX: &str = "outbox";
 pub const CF_DEAD_LETTERS: &str = "deadletters";
 pub const META_CURSOR_PREFIX: &str = "cursor/";
+pub const META_WRITE_LOCK: &[u8] = b"write_lock";
+pub const META_STATS_VERSION: &[u8] = b"stats_version";
+pub const META_STATS_PREFIX: &str = "stats/";
+pub const STATS_VERSION: u32 = 1;
 pub const SCHEMA_VERSION: u32 = 1;
 
 const ESCAPE: u8 = 0xFF;
@@ -207,6 +220,49 @@ pub fn decode_times(bytes: &[u8]) -> Result<[Option<Timestamp>; 3], Corrupt> {
     Ok(times)
 }
 
+/// The `meta` key of a statistics counter.
+pub fn stats_key(field: &str, value: &str) -> Vec<u8> {
+    format!("{META_STATS_PREFIX}{field}/{value}").into_bytes()
+}
+
+/// Decodes [`stats_key`] into (field, value).
+pub fn decode_stats_key(key: &[u8]) -> Result<(String, String), Corrupt> {
+    let bad = || Corrupt(format!("bad statistics key {key:?}"));
+    let rest = key
+        .strip_prefix(META_STATS_PREFIX.as_bytes())
+        .ok_or_else(bad)?;
+    let slash = rest.iter().position(|b| *b == b'/').ok_or_else(bad)?;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
+    Ok((text(&rest[..slash])?, text(&rest[slash + 1..])?))
+}
+
+/// The write lock as stored: whether writes are refused, and since when (Unix
+/// seconds of the last switch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteLock {
+    pub enabled: bool,
+    pub since_unix: u64,
+}
+
+/// `[enabled: 0 | 1][since: u64 BE]`.
+pub fn encode_write_lock(l: WriteLock) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    out[0] = u8::from(l.enabled);
+    out[1..].copy_from_slice(&l.since_unix.to_be_bytes());
+    out
+}
+
+/// Decodes [`encode_write_lock`].
+pub fn decode_write_lock(bytes: &[u8]) -> Result<WriteLock, Corrupt> {
+    match bytes {
+        [flag @ (0 | 1), since @ ..] if since.len() == 8 => Ok(WriteLock {
+            enabled: *flag == 1,
+            since_unix: u64::from_be_bytes(since.try_into().expect("8 bytes")),
+        }),
+        _ => Err(Corrupt(format!("bad write_lock: {bytes:?}"))),
+    }
+}
+
 /// One change in the outbox: the post after it (for a delete, as it was).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -370,6 +426,32 @@ mod tests {
         assert!(decode_dead_letter(&[0, 0, 0, 9]).is_err());
         assert!(dead_letter_key("a", 1).starts_with(&dead_letter_prefix("a")));
         assert!(!dead_letter_key("ab", 1).starts_with(&dead_letter_prefix("a")));
+    }
+
+    #[test]
+    fn stats_key_round_trip() {
+        let k = stats_key("serviceDomain", "riv:a/b");
+        assert_eq!(
+            decode_stats_key(&k).unwrap(),
+            ("serviceDomain".to_owned(), "riv:a/b".to_owned())
+        );
+        assert!(decode_stats_key(b"stats/x").is_err());
+        assert!(decode_stats_key(b"other/x/y").is_err());
+    }
+
+    #[test]
+    fn write_lock_round_trip() {
+        for l in [
+            WriteLock::default(),
+            WriteLock {
+                enabled: true,
+                since_unix: 1_790_000_000,
+            },
+        ] {
+            assert_eq!(decode_write_lock(&encode_write_lock(l)).unwrap(), l);
+        }
+        assert!(decode_write_lock(&[2; 9]).is_err());
+        assert!(decode_write_lock(&[1]).is_err());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! view of the store ([`GroupView`]), writes each group as one synced `WriteBatch`,
 //! then answers every request of the group (see the module above for why).
 
+use super::lock::{self, LockState};
+use super::stats::{self, PostStats, StatsDelta};
 use super::{outbox, schema, Faults, Rocks, StoreError, StoreOptions};
 use crate::apply::{apply, Change, ChangeKind, Mutation, View};
 use crate::metrics::Metrics;
@@ -32,6 +34,11 @@ type WriteReply = Result<(Vec<Change>, Vec<Transaction>), Arc<StoreError>>;
 
 pub(super) enum Message {
     Write(WriteJob),
+    /// Turn the write lock on or off after every write queued before.
+    SetWriteLock {
+        enabled: bool,
+        reply: oneshot::Sender<Result<schema::WriteLock, Arc<StoreError>>>,
+    },
     Stop,
 }
 
@@ -44,6 +51,8 @@ pub(super) struct Writer {
     /// The next outbox sequence number.
     pub(super) next_seq: u64,
     pub(super) commits: tokio::sync::watch::Sender<u64>,
+    pub(super) lock: Arc<LockState>,
+    pub(super) stats: Arc<std::sync::Mutex<PostStats>>,
     /// Requests queued and not yet taken (the store's queue depth).
     pub(super) queued: Arc<AtomicU64>,
     /// The test seam consulted before each group commit.
@@ -59,6 +68,8 @@ struct Group {
     delta: i64,
     /// The next outbox sequence number after the group's entries.
     seq: u64,
+    /// The change in the statistics counters.
+    stats: StatsDelta,
 }
 
 /// A stored post's timestamps (its key is the map key).
@@ -172,24 +183,37 @@ impl GroupView<'_> {
 
 impl Writer {
     pub(super) fn run(mut self, rx: mpsc::Receiver<Message>) {
-        let mut stopping = false;
-        while !stopping {
-            let Ok(first) = rx.recv() else { break };
-            let mut jobs = Vec::new();
-            match first {
-                Message::Write(j) => jobs.push(j),
-                Message::Stop => stopping = true,
-            }
-            while !stopping && jobs.len() < self.options.max_group_requests {
-                match rx.try_recv() {
-                    Ok(Message::Write(j)) => jobs.push(j),
-                    Ok(Message::Stop) => stopping = true,
+        // A message that is not a write ends a group; it is handled right after it.
+        let mut next: Option<Message> = None;
+        loop {
+            let message = match next.take() {
+                Some(m) => m,
+                None => match rx.recv() {
+                    Ok(m) => m,
                     Err(_) => break,
+                },
+            };
+            match message {
+                Message::Stop => break,
+                Message::SetWriteLock { enabled, reply } => {
+                    let _ =
+                        reply.send(lock::switch(&self.db, &self.lock, enabled).map_err(Arc::new));
                 }
-            }
-            if !jobs.is_empty() {
-                self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
-                self.commit_group(jobs);
+                Message::Write(first) => {
+                    let mut jobs = vec![first];
+                    while jobs.len() < self.options.max_group_requests {
+                        match rx.try_recv() {
+                            Ok(Message::Write(j)) => jobs.push(j),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+                    self.commit_group(jobs);
+                }
             }
         }
         // Anything still queued after Stop is answered with Closed (its reply sender
@@ -201,8 +225,15 @@ impl Writer {
     /// Applies, writes (one synced batch) and answers one group of requests.
     fn commit_group(&mut self, mut jobs: Vec<WriteJob>) {
         self.faults.before_group();
+        if self.lock.is_on() {
+            let e = Arc::new(StoreError::WriteLocked);
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return;
+        }
         let outcome = self.build_batch(&mut jobs).and_then(|g| {
-            self.write(g.batch, g.delta, g.seq, jobs.len())
+            self.write(g.batch, g.delta, g.seq, &g.stats, jobs.len())
                 .map(|()| g.results)
         });
         match outcome {
@@ -232,6 +263,7 @@ impl Writer {
         let mut batch = WriteBatch::default();
         let mut results = Vec::with_capacity(jobs.len());
         let (mut delta, mut seq) = (0i64, self.next_seq);
+        let mut stats = StatsDelta::default();
         for job in jobs.iter_mut() {
             let _enter = job.span.enter();
             view.prefetch(std::mem::take(&mut job.read_keys))?;
@@ -251,7 +283,13 @@ impl Writer {
                     Mutation::DeleteOwned(k) => batch.delete_cf(cf, schema::encode_key(&k)),
                 }
             }
-            delta += out.changes.iter().map(count_delta).sum::<i64>();
+            for c in &out.changes {
+                let d = count_delta(c);
+                if d != 0 {
+                    delta += d;
+                    stats.add(c.engagement.key.parts(), d);
+                }
+            }
             if self.options.outbox {
                 outbox::append(&self.db, &mut batch, &mut seq, &out.changes);
             }
@@ -262,6 +300,7 @@ impl Writer {
             results,
             delta,
             seq,
+            stats,
         })
     }
 
@@ -272,17 +311,26 @@ impl Writer {
         mut batch: WriteBatch,
         delta: i64,
         seq: u64,
+        stats_delta: &StatsDelta,
         requests: usize,
     ) -> Result<(), StoreError> {
         let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
         let meta = self.db.cf().meta;
         batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, new_count.to_be_bytes());
+        let counters = {
+            let now = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats_delta.put(meta, &now, &mut batch)
+        };
         let mut wo = WriteOptions::default();
         wo.set_sync(self.options.sync);
-        let entries = batch.len();
+        let entries = batch.len() - counters.len();
         self.faults.before_write(self.options.sync)?;
         self.db.write_opt(batch, &wo)?;
         self.count.store(new_count, Ordering::Relaxed);
+        stats::publish(
+            &mut self.stats.lock().unwrap_or_else(|e| e.into_inner()),
+            counters,
+        );
         if seq != self.next_seq {
             self.next_seq = seq;
             self.commits.send_replace(seq);

@@ -2,9 +2,11 @@
 //! in-process on `127.0.0.1:0` through [`ei_server::harness`], a module per area.
 
 mod common;
+mod data;
 mod faults;
 mod http;
 mod model;
 mod notify;
 mod ops;
 mod service;
+mod write_lock;

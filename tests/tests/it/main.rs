@@ -1,6 +1,7 @@
 //! The end-to-end tests, one binary: the built `ei-server` run as a process with a
 //! temp data dir (crash, signal, CLI and real-client tests), a module per area.
 
+mod data_cli;
 mod durability;
 mod notify_crash;
 mod soap_client;
