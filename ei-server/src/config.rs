@@ -43,6 +43,22 @@ pub struct Config {
     pub wal_sync: bool,
     pub max_group_requests: usize,
     pub block_cache_mb: usize,
+    /// A request's head must arrive within this many ms of its first byte (TLS
+    /// handshake included).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this many ms of its head.
+    pub body_read_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this many ms.
+    pub idle_timeout_ms: u64,
+    /// Most open connections on the service listener; more wait in the backlog.
+    pub max_connections: usize,
+    /// Most requests one service handles at once (body read included); more get the
+    /// "busy, retry later" fault.
+    pub max_in_flight: usize,
+    /// Most write requests waiting for the writer; more get the busy fault.
+    pub writer_queue: usize,
+    /// On SIGTERM, in-flight requests get this many ms; then connections are dropped.
+    pub drain_timeout_ms: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -167,6 +183,13 @@ impl Default for Config {
             wal_sync: true,
             max_group_requests: 64,
             block_cache_mb: 128,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_in_flight: 64,
+            writer_queue: 128,
+            drain_timeout_ms: 30_000,
             notifications: NotificationConfig::default(),
         }
     }
@@ -216,6 +239,20 @@ impl Config {
         }
         if self.max_body_bytes < 4096 {
             return bad("max_body_bytes", "must be at least 4096");
+        }
+        let zero = [
+            (
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms as usize,
+            ),
+            ("body_read_timeout_ms", self.body_read_timeout_ms as usize),
+            ("idle_timeout_ms", self.idle_timeout_ms as usize),
+            ("max_connections", self.max_connections),
+            ("max_in_flight", self.max_in_flight),
+            ("writer_queue", self.writer_queue),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, v)| *v == 0) {
+            return bad(key, "must be at least 1");
         }
         if self.max_group_requests == 0 {
             return bad("max_group_requests", "must be at least 1");
@@ -320,6 +357,34 @@ pub struct Args {
     /// RocksDB block cache in MiB [default: 128].
     #[arg(long, env = "EI_BLOCK_CACHE_MB", value_name = "MIB")]
     pub block_cache_mb: Option<usize>,
+    /// A request's head must arrive within this many ms of its first byte (TLS
+    /// handshake included); slower clients are disconnected [default: 30000].
+    #[arg(long, env = "EI_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A request's body must arrive within this many ms of its head; slower bodies
+    /// get an EI000 fault [default: 60000].
+    #[arg(long, env = "EI_BODY_READ_TIMEOUT_MS", value_name = "MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this many ms [default: 60000].
+    #[arg(long, env = "EI_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most open connections on the service listener; further clients wait in the
+    /// listen backlog [default: 1024].
+    #[arg(long, env = "EI_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most requests one service (Update, ProcessNotification, FindContent) handles
+    /// at once, body read included; more get a soap:Server fault "busy, retry later"
+    /// [default: 64].
+    #[arg(long, env = "EI_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Most write requests queued for the store's writer; more get the busy fault
+    /// [default: 128].
+    #[arg(long, env = "EI_WRITER_QUEUE", value_name = "N")]
+    pub writer_queue: Option<usize>,
+    /// On SIGTERM or Ctrl-C, in-flight requests get this many ms to finish; then the
+    /// remaining connections are dropped and the store is closed [default: 30000].
+    #[arg(long, env = "EI_DRAIN_TIMEOUT_MS", value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
     /// Admin listener: write lock, backup, statistics, and (when subscribers are
     /// configured) notification subscribers and dead letters [default:
     /// 127.0.0.1:8081]. Subscribers, the registry and delivery settings are set in the
@@ -347,7 +412,14 @@ impl Args {
             log_format,
             wal_sync,
             max_group_requests,
-            block_cache_mb
+            block_cache_mb,
+            header_read_timeout_ms,
+            body_read_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            max_in_flight,
+            writer_queue,
+            drain_timeout_ms
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());

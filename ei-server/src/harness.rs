@@ -120,7 +120,7 @@ impl Harness {
             let (config, store) = (config.clone(), store.clone());
             async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                server::serve(listener, config, store, stop).await
+                server::run_with_store(listener, config, store, stop).await
             }
         };
         let running = if options.own_runtime {

@@ -4,7 +4,7 @@
 //! shutdown future.
 
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, serve, AppState, ConnStats, Limits};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::service::Service;
@@ -45,6 +45,7 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.max_group_requests = config.max_group_requests;
     opts.block_cache_bytes = config.block_cache_mb << 20;
     opts.outbox = config.notifications.enabled();
+    opts.writer_queue = config.writer_queue;
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
 }
 
@@ -110,14 +111,14 @@ pub async fn run(
             .await
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))??
     };
-    serve(listener, config, Arc::new(store), shutdown).await
+    run_with_store(listener, config, Arc::new(store), shutdown).await
 }
 
 /// Serves an opened `store` (see [`open_store`]) on `listener` until `shutdown`
 /// resolves, then drains and closes the store. [`run`] is this after opening the
 /// store; the in-process harness ([`crate::harness`]) calls it to keep a handle on
 /// the store it serves.
-pub async fn serve(
+pub async fn run_with_store(
     listener: TcpListener,
     config: Config,
     store: Arc<Store>,
@@ -131,7 +132,9 @@ pub async fn serve(
     let notifier = start_notifications(&config, &store).await;
     let (admin_addr, admin_task) =
         start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
-    let service = Service::new(config.rules(), config.error_mode, store.clone());
+    let service = Service::new(config.rules(), config.error_mode, store.clone())
+        .with_max_in_flight(config.max_in_flight);
+    let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
         service,
         config: config.clone(),
@@ -139,6 +142,7 @@ pub async fn serve(
         ready: AtomicBool::new(true),
         notifier: notifier.clone(),
         admin_addr: Some(admin_addr),
+        connections: connections.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
@@ -150,14 +154,14 @@ pub async fn serve(
         store.engagement_count()
     ));
     let watchdog = tokio::spawn(systemd::watchdog());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for(stop_rx).await;
-            ready.ready.store(false, Ordering::Relaxed);
-            systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
-            tracing::info!("shutting down: draining in-flight requests");
-        })
-        .await;
+    let stopping = stop_rx.clone();
+    tokio::spawn(async move {
+        wait_for(stopping).await;
+        ready.ready.store(false, Ordering::Relaxed);
+        systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
+        tracing::info!("shutting down: draining in-flight requests");
+    });
+    serve(listener, app, limits(&config), connections, stop_rx).await;
     drop(state);
     if let Some(n) = notifier {
         n.shutdown().await;
@@ -168,5 +172,16 @@ pub async fn serve(
         .ok();
     watchdog.abort();
     tracing::info!("store closed");
-    Ok(result?)
+    Ok(())
+}
+
+/// The service listener's bounds from the configuration.
+fn limits(c: &Config) -> Limits {
+    use std::time::Duration;
+    Limits {
+        header_read: Duration::from_millis(c.header_read_timeout_ms),
+        idle: Duration::from_millis(c.idle_timeout_ms),
+        max_connections: c.max_connections,
+        drain: Duration::from_millis(c.drain_timeout_ms),
+    }
 }

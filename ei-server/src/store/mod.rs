@@ -66,6 +66,9 @@ pub enum StoreError {
     /// A fault a test armed through [`Faults`].
     #[error("{0}")]
     Injected(Fault),
+    /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
+    #[error("the writer queue is full")]
+    Busy,
     #[error("index in maintenance: the write lock is on")]
     WriteLocked,
 }
@@ -83,6 +86,9 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Record notifiable changes in the outbox (when any subscriber can exist).
     pub outbox: bool,
+    /// Most write requests waiting for the writer; a write beyond is refused with
+    /// [`StoreError::Busy`] instead of queueing without bound.
+    pub writer_queue: usize,
 }
 
 impl StoreOptions {
@@ -93,6 +99,7 @@ impl StoreOptions {
             max_group_requests: 64,
             block_cache_bytes: 128 << 20,
             outbox: false,
+            writer_queue: 128,
         }
     }
 }
@@ -101,7 +108,7 @@ impl StoreOptions {
 pub struct Store {
     db: Arc<Rocks>,
     path: PathBuf,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     count: Arc<AtomicU64>,
@@ -133,7 +140,7 @@ impl Store {
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
         let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
         let stats = Arc::new(Mutex::new(load_stats(&db)?));
-        let (queue, rx) = mpsc::channel();
+        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
         let faults = Arc::new(Faults::default());
@@ -218,9 +225,12 @@ impl Store {
             reply,
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.queue.send(Message::Write(job)).is_err() {
+        if let Err(e) = self.queue.try_send(Message::Write(job)) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(Arc::new(StoreError::Closed));
+            return Err(Arc::new(match e {
+                mpsc::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            }));
         }
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);

@@ -4,6 +4,7 @@
 mod common;
 mod data;
 mod faults;
+mod frontdoor;
 mod http;
 mod model;
 mod notify;

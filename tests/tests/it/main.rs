@@ -4,5 +4,6 @@
 mod data_cli;
 mod durability;
 mod notify_crash;
+mod shutdown;
 mod soap_client;
 mod supervision;
