@@ -86,6 +86,65 @@ pub struct SubscriberConfig {
     /// No filters = every change.
     #[serde(default)]
     pub filters: Vec<FilterConfig>,
+    /// Client certificate (PEM chain) towards this subscriber; default
+    /// `notifications.tls_cert`. Likewise its key and the CA bundle to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl SubscriberConfig {
+    /// A subscriber with no TLS settings of its own.
+    pub fn new(logical_address: &str, url: Option<String>, filters: Vec<FilterConfig>) -> Self {
+        SubscriberConfig {
+            logical_address: logical_address.to_owned(),
+            url,
+            filters,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
+
+    /// This subscriber's own TLS files.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+        }
+    }
+}
+
+/// PEM files for HTTPS: a client certificate (chain) with its private key (e.g. the
+/// SITHS function certificate towards the platform) and the CAs to trust instead of
+/// the system's roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TlsFiles {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    pub fn is_empty(&self) -> bool {
+        self == &TlsFiles::default()
+    }
+
+    /// These files, each unset one taken from `default`.
+    pub fn or(&self, default: &TlsFiles) -> TlsFiles {
+        TlsFiles {
+            tls_cert: self.tls_cert.clone().or_else(|| default.tls_cert.clone()),
+            tls_key: self.tls_key.clone().or_else(|| default.tls_key.clone()),
+            tls_ca: self.tls_ca.clone().or_else(|| default.tls_ca.clone()),
+        }
+    }
 }
 
 /// The subscriber registry (GetLogicalAddresseesByServiceContract v2).
@@ -101,6 +160,12 @@ pub struct RegistryConfig {
     /// The local copy used when the registry is down; default
     /// `{data_dir}/subscribers-cache.json`.
     pub cache_file: Option<PathBuf>,
+    /// An answer that drops more than this percentage of the registry's known
+    /// subscribers at once is suspect: warned about and not obeyed (the previous set
+    /// is kept) until an operator forces a refresh.
+    pub max_drop_percent: u32,
+    /// Largest registry answer read, in bytes.
+    pub max_response_bytes: usize,
 }
 
 impl Default for RegistryConfig {
@@ -110,6 +175,8 @@ impl Default for RegistryConfig {
             logical_address: "platform-hsa-id".into(),
             ttl_seconds: 7200,
             cache_file: None,
+            max_drop_percent: 50,
+            max_response_bytes: 32 << 20,
         }
     }
 }
@@ -139,6 +206,22 @@ pub struct NotificationConfig {
     pub admin_listen: SocketAddr,
     /// When set, admin calls need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// How long a subscriber missing from the subscriber set keeps its cursor and
+    /// backlog; after it the gap is dropped explicitly (logged, counted, shown).
+    pub absent_grace_seconds: u64,
+    /// Outbox entries a subscriber may hold back before it is parked (0 = no limit).
+    pub max_backlog_entries: u64,
+    /// Age of a subscriber's oldest undelivered change before it is parked (0 = no
+    /// limit).
+    pub max_backlog_age_seconds: u64,
+    /// Largest answer read from a subscriber, in bytes (larger = a failed call).
+    pub max_response_bytes: usize,
+    /// Default client certificate (PEM chain) for subscribers and the registry.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) trusted instead of the system's roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for NotificationConfig {
@@ -156,6 +239,13 @@ impl Default for NotificationConfig {
             timeout_ms: 30_000,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
+            absent_grace_seconds: 7 * 24 * 3600,
+            max_backlog_entries: 5_000_000,
+            max_backlog_age_seconds: 0,
+            max_response_bytes: 1 << 20,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -164,6 +254,15 @@ impl NotificationConfig {
     /// Whether any subscriber can exist (then the outbox records changes).
     pub fn enabled(&self) -> bool {
         !self.subscribers.is_empty() || self.registry.is_some()
+    }
+
+    /// The default TLS files.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+        }
     }
 }
 
@@ -282,6 +381,24 @@ impl Config {
         }
         if n.registry.as_ref().is_some_and(|r| r.url.is_empty()) {
             return bad("notifications.registry.url", "must be set");
+        }
+        if n.registry
+            .as_ref()
+            .is_some_and(|r| r.max_drop_percent > 100)
+        {
+            return bad("notifications.registry.max_drop_percent", "must be 0..=100");
+        }
+        for (who, tls) in std::iter::once(("notifications", n.tls())).chain(
+            n.subscribers
+                .iter()
+                .map(|s| (s.logical_address.as_str(), s.tls())),
+        ) {
+            if tls.tls_cert.is_some() != tls.tls_key.is_some() {
+                return bad(
+                    "notifications",
+                    &format!("{who}: tls_cert and tls_key go together"),
+                );
+            }
         }
         Ok(())
     }

@@ -52,10 +52,13 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
 type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
 /// Starts delivery when any subscriber can exist.
-async fn start_notifications(config: &Config, store: &Arc<Store>) -> Option<Arc<Notifier>> {
+async fn start_notifications(
+    config: &Config,
+    store: &Arc<Store>,
+) -> Result<Option<Arc<Notifier>>, ServerError> {
     let n = &config.notifications;
     if !n.enabled() {
-        return None;
+        return Ok(None);
     }
     let notifier = Notifier::start(
         store.clone(),
@@ -63,8 +66,12 @@ async fn start_notifications(config: &Config, store: &Arc<Store>) -> Option<Arc<
         config.hsa_id.clone(),
         config.data_dir.clone(),
     )
-    .await;
-    Some(notifier)
+    .await
+    .map_err(|source| ServerError::Store {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    Ok(Some(notifier))
 }
 
 /// Starts the admin listener: the data's routes (write lock, …) and, when delivery
@@ -129,7 +136,7 @@ pub async fn run_with_store(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let notifier = start_notifications(&config, &store).await;
+    let notifier = start_notifications(&config, &store).await?;
     let (admin_addr, admin_task) =
         start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
     let service = Service::new(config.rules(), config.error_mode, store.clone())

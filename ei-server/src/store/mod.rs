@@ -29,7 +29,7 @@ mod writer;
 
 pub use faults::{Fault, Faults, Hold, Times};
 pub use internals::{CfStats, EngineStats, LEVELS};
-pub use outbox::DeadLetter;
+pub use outbox::{unix_ms, DeadLetter};
 use rocks::Rocks;
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
