@@ -93,7 +93,7 @@ impl Store {
             std::fs::remove_dir_all(&checkpoint).map_err(io(&checkpoint))?;
         }
         let db = self.db()?;
-        Checkpoint::new(db.as_ref())?.create_checkpoint(&checkpoint)?;
+        Checkpoint::new(&**db)?.create_checkpoint(&checkpoint)?;
         let result = back_up_checkpoint(&checkpoint, to);
         if let Err(e) = std::fs::remove_dir_all(&checkpoint) {
             tracing::warn!(error = %e, path = %checkpoint.display(), "removing the backup checkpoint failed");

@@ -9,24 +9,24 @@
 //! (WAL recovery keeps every acknowledged write), retrying every second until that
 //! works. Reads go on throughout, except for the moment of the reopen itself.
 
+use super::rocks::Rocks;
 use super::StoreError;
-use rocksdb::DB;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// The open database, replaceable by the writer.
-pub(super) struct DbCell(RwLock<Option<Arc<DB>>>);
+pub(super) struct DbCell(RwLock<Option<Arc<Rocks>>>);
 
 impl DbCell {
-    pub(super) fn new(db: DB) -> DbCell {
-        DbCell(RwLock::new(Some(Arc::new(db))))
+    pub(super) fn new(db: Arc<Rocks>) -> DbCell {
+        DbCell(RwLock::new(Some(db)))
     }
 
     /// The database, or [`StoreError::Recovering`] while it is being reopened after a
     /// failed reopen.
-    pub(super) fn get(&self) -> Result<Arc<DB>, StoreError> {
+    pub(super) fn get(&self) -> Result<Arc<Rocks>, StoreError> {
         self.0
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -39,7 +39,7 @@ impl DbCell {
     pub(super) fn reopen(
         &self,
         wait: Duration,
-        open: impl FnOnce() -> Result<DB, StoreError>,
+        open: impl FnOnce() -> Result<Rocks, StoreError>,
     ) -> Result<(), StoreError> {
         let mut slot = self.0.write().unwrap_or_else(|e| e.into_inner());
         if let Some(db) = slot.as_ref() {

@@ -55,7 +55,7 @@ impl Store {
         let Ok(db) = self.db() else {
             return EngineStats::default();
         };
-        let db = &*db;
+        let db = &**db;
         let int = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
         let mut stats = EngineStats {
             write_stopped: int("rocksdb.is-write-stopped"),
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(before.column_families[1].level_files, [0; LEVELS]);
         // A flush turns it into an SST file on level 0 with its bytes counted.
         let db = store.db().unwrap();
-        db.flush_cf(db.cf_handle(schema::CF_META).unwrap()).unwrap();
+        db.flush_cf(db.cf().meta).unwrap();
         let after = store.engine_stats();
         let meta = &after.column_families[1];
         assert_eq!(meta.level_files[0], 1);

@@ -17,18 +17,22 @@
 
 pub mod backup;
 pub mod export;
+mod faults;
 mod health;
 pub mod import;
 mod internals;
 mod lock;
 mod outbox;
+mod rocks;
 pub mod schema;
 pub mod stats;
 mod writer;
 
+pub use faults::{Fault, Faults, Hold, Times};
 pub use health::Health;
 pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::{unix_ms, DeadLetter};
+use rocks::Rocks;
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
@@ -37,8 +41,8 @@ use crate::metrics::Metrics;
 use crate::model::{Engagement, FindQuery, PostRef, Timestamp, Transaction};
 use crate::operation::WriteOperation;
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +65,9 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// A fault a test armed through [`Faults`].
+    #[error("{0}")]
+    Injected(Fault),
     /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
     #[error("the writer queue is full")]
     Busy,
@@ -125,6 +132,8 @@ pub struct Store {
     stats: Arc<Mutex<stats::PostStats>>,
     /// Write requests queued and not yet taken by the writer.
     queued: Arc<AtomicU64>,
+    /// The fault-injection seam its writer consults (tests only).
+    faults: Arc<Faults>,
 }
 
 impl Store {
@@ -134,7 +143,7 @@ impl Store {
         options: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Store, StoreError> {
-        let db = Arc::new(open_db(path, &options)?);
+        let db = Arc::new(Rocks::with_handles(open_db(path, &options)?)?);
         check_schema(&db, path)?;
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
         let head = outbox::read_head(&db)?;
@@ -142,14 +151,14 @@ impl Store {
         let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
         let stats = Arc::new(Mutex::new(load_stats(&db)?));
         let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
-        let health = Arc::new(Health::new(path, options.min_free_bytes));
-        let db = Arc::new(health::DbCell::new(
-            Arc::into_inner(db).expect("no other handle exists yet"),
-        ));
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
+        let faults = Arc::new(Faults::default());
+        let health = Arc::new(Health::new(path, options.min_free_bytes));
+        let db = Arc::new(health::DbCell::new(db));
         let writer = Writer {
             queued: queued.clone(),
+            faults: faults.clone(),
             db: Some(db.get()?),
             cell: db.clone(),
             health: health.clone(),
@@ -182,6 +191,7 @@ impl Store {
             backup_lock: Mutex::new(()),
             stats,
             queued,
+            faults,
         })
     }
 
@@ -259,7 +269,8 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut n = 0;
         let db = self.db()?;
-        for item in Store::scan_prefix(&db, schema::CF_ENGAGEMENTS, &schema::query_prefix(q)) {
+        let cf = db.cf().engagements;
+        for item in Store::scan_prefix(&db, cf, &schema::query_prefix(q)) {
             let (k, v) = item?;
             let [most_recent_content, creation_time, update_time] = schema::decode_times(&v)?;
             let post = PostRef {
@@ -280,17 +291,16 @@ impl Store {
     /// a byte below 0xFF, see [`schema::prefix_upper_bound`]).
     fn scan_prefix<'a>(
         db: &'a DB,
-        cf: &str,
+        cf: &'a ColumnFamily,
         prefix: &[u8],
     ) -> rocksdb::DBIteratorWithThreadMode<'a, DB> {
-        let cf = db.cf_handle(cf).expect("column family exists");
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(prefix));
         db.iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
     }
 
     /// The open database (the writer may replace it after a failure).
-    fn db(&self) -> Result<Arc<DB>, StoreError> {
+    fn db(&self) -> Result<Arc<Rocks>, StoreError> {
         self.db.get()
     }
 
@@ -317,13 +327,18 @@ impl Store {
     /// A RocksDB integer property (e.g. `rocksdb.estimate-live-data-size`).
     pub fn property(&self, name: &str) -> Option<u64> {
         let db = self.db().ok()?;
-        let cf = db.cf_handle(schema::CF_ENGAGEMENTS)?;
+        let cf = db.cf().engagements;
         db.property_int_value_cf(cf, name).ok().flatten()
     }
 
     /// The metrics the store updates.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The fault-injection seam of this store's writer (tests only; see [`Faults`]).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Finishes every queued write, stops the writer and flushes. Later writes fail
@@ -428,7 +443,7 @@ pub fn engagements_options(table: &BlockBasedOptions) -> Options {
 }
 
 fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = rocks::handle(db, schema::CF_META)?;
     match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
         Some(v) => {
             let found = u32::from_be_bytes(
@@ -461,7 +476,7 @@ fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
 
 /// The schema check of a store opened read-only: it must already be one of ours.
 fn check_schema_read_only(db: &DB, path: &Path) -> Result<(), StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = rocks::handle(db, schema::CF_META)?;
     match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
         Some(_) => check_schema(db, path),
         None => Err(StoreError::Corrupt(schema::Corrupt(format!(
@@ -488,7 +503,7 @@ fn load_stats(db: &DB) -> Result<stats::PostStats, StoreError> {
 }
 
 fn read_count(db: &DB) -> Result<u64, StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = rocks::handle(db, schema::CF_META)?;
     Ok(
         match db.get_pinned_cf(meta, schema::META_ENGAGEMENT_COUNT)? {
             Some(v) => u64::from_be_bytes(
