@@ -210,6 +210,7 @@ async fn schema_handler(Path(path): Path<String>) -> Response {
     }
 }
 
+/// What `/ready`, `/readyz` and the `ei_ready` gauge report: one answer for all three.
 async fn ready_handler(State(state): State<Arc<AppState>>) -> Response {
     let problems = not_ready_because(&state).await;
     if problems.is_empty() {
