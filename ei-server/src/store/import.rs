@@ -121,14 +121,25 @@ impl BatchBuilder {
 
     /// The posts in key order (then input order).
     pub fn finish(self) -> SortedBatch {
-        let mut order = self.starts;
         let buf = &self.buf;
+        // Each record's start and its key, so comparisons read no lengths.
+        let mut order: Vec<(u32, &[u8])> = self
+            .starts
+            .iter()
+            .map(|&s| {
+                let s = s as usize;
+                let klen = u16::from_be_bytes([buf[s], buf[s + 1]]) as usize;
+                (s as u32, &buf[s + 2..s + 2 + klen])
+            })
+            .collect();
         order.sort_unstable_by(|a, b| {
-            let (ra, rb) = (record_at(buf, *a as usize).0, record_at(buf, *b as usize).0);
-            ra.key.cmp(rb.key).then(ra.origin.cmp(&rb.origin))
+            a.1.cmp(b.1).then_with(|| {
+                let origin = |s: u32| record_at(buf, s as usize).0.origin;
+                origin(a.0).cmp(&origin(b.0))
+            })
         });
         let mut out = Vec::with_capacity(buf.len());
-        for start in &order {
+        for (start, _) in &order {
             let (r, _) = record_at(buf, *start as usize);
             push_record(&mut out, r.key, r.value, r.origin);
         }
