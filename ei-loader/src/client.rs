@@ -265,6 +265,12 @@ mod tests {
             classify_update(500, &fault("soap:Server", "EI000: A technical error")),
             Err(CallError::Retryable(_))
         ));
+        // The index's "busy, retry later" fault (in-flight cap or writer queue full).
+        let busy = ei_server::rules::EiError::Busy(String::new()).wire();
+        assert!(matches!(
+            classify_update(500, &fault(busy.fault_code.qname(), &busy.text)),
+            Err(CallError::Retryable(m)) if m.contains("busy, retry later")
+        ));
         let paused = ei_server::rules::EiError::Maintenance.wire().text;
         assert!(matches!(
             classify_update(500, &fault("soap:Server", &paused)),

@@ -192,7 +192,7 @@ fn save_notification<V: View>(
         tracing::warn!(
             previous_owner = %old.key.owner(),
             new_owner = %e.key.owner(),
-            resident = %e.key.registered_resident_identification(),
+            service_domain = %e.key.service_domain(),
             "ProcessNotification moves a post of this index to another owner; replacing it"
         );
         view.set(&own_key, None);

@@ -43,6 +43,22 @@ pub struct Config {
     pub wal_sync: bool,
     pub max_group_requests: usize,
     pub block_cache_mb: usize,
+    /// A request's head must arrive within this many ms of its first byte (TLS
+    /// handshake included).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this many ms of its head.
+    pub body_read_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this many ms.
+    pub idle_timeout_ms: u64,
+    /// Most open connections on the service listener; more wait in the backlog.
+    pub max_connections: usize,
+    /// Most requests one service handles at once (body read included); more get the
+    /// "busy, retry later" fault.
+    pub max_in_flight: usize,
+    /// Most write requests waiting for the writer; more get the busy fault.
+    pub writer_queue: usize,
+    /// On SIGTERM, in-flight requests get this many ms; then connections are dropped.
+    pub drain_timeout_ms: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -70,6 +86,65 @@ pub struct SubscriberConfig {
     /// No filters = every change.
     #[serde(default)]
     pub filters: Vec<FilterConfig>,
+    /// Client certificate (PEM chain) towards this subscriber; default
+    /// `notifications.tls_cert`. Likewise its key and the CA bundle to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl SubscriberConfig {
+    /// A subscriber with no TLS settings of its own.
+    pub fn new(logical_address: &str, url: Option<String>, filters: Vec<FilterConfig>) -> Self {
+        SubscriberConfig {
+            logical_address: logical_address.to_owned(),
+            url,
+            filters,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
+
+    /// This subscriber's own TLS files.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+        }
+    }
+}
+
+/// PEM files for HTTPS: a client certificate (chain) with its private key (e.g. the
+/// SITHS function certificate towards the platform) and the CAs to trust instead of
+/// the system's roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TlsFiles {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    pub fn is_empty(&self) -> bool {
+        self == &TlsFiles::default()
+    }
+
+    /// These files, each unset one taken from `default`.
+    pub fn or(&self, default: &TlsFiles) -> TlsFiles {
+        TlsFiles {
+            tls_cert: self.tls_cert.clone().or_else(|| default.tls_cert.clone()),
+            tls_key: self.tls_key.clone().or_else(|| default.tls_key.clone()),
+            tls_ca: self.tls_ca.clone().or_else(|| default.tls_ca.clone()),
+        }
+    }
 }
 
 /// The subscriber registry (GetLogicalAddresseesByServiceContract v2).
@@ -85,6 +160,12 @@ pub struct RegistryConfig {
     /// The local copy used when the registry is down; default
     /// `{data_dir}/subscribers-cache.json`.
     pub cache_file: Option<PathBuf>,
+    /// An answer that drops more than this percentage of the registry's known
+    /// subscribers at once is suspect: warned about and not obeyed (the previous set
+    /// is kept) until an operator forces a refresh.
+    pub max_drop_percent: u32,
+    /// Largest registry answer read, in bytes.
+    pub max_response_bytes: usize,
 }
 
 impl Default for RegistryConfig {
@@ -94,6 +175,8 @@ impl Default for RegistryConfig {
             logical_address: "platform-hsa-id".into(),
             ttl_seconds: 7200,
             cache_file: None,
+            max_drop_percent: 50,
+            max_response_bytes: 32 << 20,
         }
     }
 }
@@ -123,6 +206,22 @@ pub struct NotificationConfig {
     pub admin_listen: SocketAddr,
     /// When set, admin calls need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// How long a subscriber missing from the subscriber set keeps its cursor and
+    /// backlog; after it the gap is dropped explicitly (logged, counted, shown).
+    pub absent_grace_seconds: u64,
+    /// Outbox entries a subscriber may hold back before it is parked (0 = no limit).
+    pub max_backlog_entries: u64,
+    /// Age of a subscriber's oldest undelivered change before it is parked (0 = no
+    /// limit).
+    pub max_backlog_age_seconds: u64,
+    /// Largest answer read from a subscriber, in bytes (larger = a failed call).
+    pub max_response_bytes: usize,
+    /// Default client certificate (PEM chain) for subscribers and the registry.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) trusted instead of the system's roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for NotificationConfig {
@@ -140,6 +239,13 @@ impl Default for NotificationConfig {
             timeout_ms: 30_000,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
+            absent_grace_seconds: 7 * 24 * 3600,
+            max_backlog_entries: 5_000_000,
+            max_backlog_age_seconds: 0,
+            max_response_bytes: 1 << 20,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -148,6 +254,15 @@ impl NotificationConfig {
     /// Whether any subscriber can exist (then the outbox records changes).
     pub fn enabled(&self) -> bool {
         !self.subscribers.is_empty() || self.registry.is_some()
+    }
+
+    /// The default TLS files.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+        }
     }
 }
 
@@ -167,6 +282,13 @@ impl Default for Config {
             wal_sync: true,
             max_group_requests: 64,
             block_cache_mb: 128,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_in_flight: 64,
+            writer_queue: 128,
+            drain_timeout_ms: 30_000,
             notifications: NotificationConfig::default(),
         }
     }
@@ -217,6 +339,20 @@ impl Config {
         if self.max_body_bytes < 4096 {
             return bad("max_body_bytes", "must be at least 4096");
         }
+        let zero = [
+            (
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms as usize,
+            ),
+            ("body_read_timeout_ms", self.body_read_timeout_ms as usize),
+            ("idle_timeout_ms", self.idle_timeout_ms as usize),
+            ("max_connections", self.max_connections),
+            ("max_in_flight", self.max_in_flight),
+            ("writer_queue", self.writer_queue),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, v)| *v == 0) {
+            return bad(key, "must be at least 1");
+        }
         if self.max_group_requests == 0 {
             return bad("max_group_requests", "must be at least 1");
         }
@@ -245,6 +381,24 @@ impl Config {
         }
         if n.registry.as_ref().is_some_and(|r| r.url.is_empty()) {
             return bad("notifications.registry.url", "must be set");
+        }
+        if n.registry
+            .as_ref()
+            .is_some_and(|r| r.max_drop_percent > 100)
+        {
+            return bad("notifications.registry.max_drop_percent", "must be 0..=100");
+        }
+        for (who, tls) in std::iter::once(("notifications", n.tls())).chain(
+            n.subscribers
+                .iter()
+                .map(|s| (s.logical_address.as_str(), s.tls())),
+        ) {
+            if tls.tls_cert.is_some() != tls.tls_key.is_some() {
+                return bad(
+                    "notifications",
+                    &format!("{who}: tls_cert and tls_key go together"),
+                );
+            }
         }
         Ok(())
     }
@@ -320,6 +474,34 @@ pub struct Args {
     /// RocksDB block cache in MiB [default: 128].
     #[arg(long, env = "EI_BLOCK_CACHE_MB", value_name = "MIB")]
     pub block_cache_mb: Option<usize>,
+    /// A request's head must arrive within this many ms of its first byte (TLS
+    /// handshake included); slower clients are disconnected [default: 30000].
+    #[arg(long, env = "EI_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A request's body must arrive within this many ms of its head; slower bodies
+    /// get an EI000 fault [default: 60000].
+    #[arg(long, env = "EI_BODY_READ_TIMEOUT_MS", value_name = "MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this many ms [default: 60000].
+    #[arg(long, env = "EI_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most open connections on the service listener; further clients wait in the
+    /// listen backlog [default: 1024].
+    #[arg(long, env = "EI_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most requests one service (Update, ProcessNotification, FindContent) handles
+    /// at once, body read included; more get a soap:Server fault "busy, retry later"
+    /// [default: 64].
+    #[arg(long, env = "EI_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Most write requests queued for the store's writer; more get the busy fault
+    /// [default: 128].
+    #[arg(long, env = "EI_WRITER_QUEUE", value_name = "N")]
+    pub writer_queue: Option<usize>,
+    /// On SIGTERM or Ctrl-C, in-flight requests get this many ms to finish; then the
+    /// remaining connections are dropped and the store is closed [default: 30000].
+    #[arg(long, env = "EI_DRAIN_TIMEOUT_MS", value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
     /// Admin listener: write lock, backup, statistics, and (when subscribers are
     /// configured) notification subscribers and dead letters [default:
     /// 127.0.0.1:8081]. Subscribers, the registry and delivery settings are set in the
@@ -347,7 +529,14 @@ impl Args {
             log_format,
             wal_sync,
             max_group_requests,
-            block_cache_mb
+            block_cache_mb,
+            header_read_timeout_ms,
+            body_read_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            max_in_flight,
+            writer_queue,
+            drain_timeout_ms
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());

@@ -2,8 +2,13 @@
 //! (`/health` = `/livez`, `/ready` = `/readyz`, `/status`, `/metrics`). Handlers are thin: read the body
 //! within the limit, hand it to [`Service`], write the reply.
 
+mod conn;
+
+pub use conn::{serve, ConnStats, Limits};
+
 use crate::codec::Operation;
 use crate::config::Config;
+use crate::rules::{self, echo};
 use crate::service::{Reply, Service};
 use crate::wsdl;
 use axum::body::Body;
@@ -32,6 +37,8 @@ pub struct AppState {
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     /// Where the admin listener is bound, when it runs.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The service listener's connection counters.
+    pub connections: Arc<ConnStats>,
 }
 
 /// All routes of the server.
@@ -67,19 +74,36 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
     let span = tracing::info_span!(
         "request",
         service = op.name(),
-        correlation_id = %correlation_id.as_deref().unwrap_or("-"),
-        consumer = %consumer.as_deref().unwrap_or("-"),
+        correlation_id = %echo(correlation_id.as_deref().unwrap_or("-")),
+        consumer = %echo(consumer.as_deref().unwrap_or("-")),
     );
     async move {
+        // The header fault comes first, before (and without) reading the body.
+        if let Err(e) = rules::check_correlation_id(correlation_id.as_deref()) {
+            return soap_response(state.service.refuse(op, e));
+        }
+        let _admitted = match state.service.admit(op) {
+            Ok(permit) => permit,
+            Err(busy) => return soap_response(busy),
+        };
         let limit = state.config.max_body_bytes;
-        let reply = match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(body) => {
+        let timeout = std::time::Duration::from_millis(state.config.body_read_timeout_ms);
+        let body = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
+        let reply = match body.await {
+            Ok(Ok(body)) => {
                 state
                     .service
                     .call(op, correlation_id.as_deref(), body)
                     .await
             }
-            Err(e) => too_large_or_unreadable(&state, op, limit, &e),
+            Ok(Err(e)) => too_large_or_unreadable(&state, op, limit, &e),
+            Err(_) => state.service.refuse(
+                op,
+                rules::EiError::Technical(format!(
+                    "the request body was not received within {} ms",
+                    timeout.as_millis()
+                )),
+            ),
         };
         soap_response(reply)
     }
@@ -138,12 +162,41 @@ fn wsdl_handler(op: Operation, RawQuery(q): RawQuery, headers: HeaderMap) -> Res
         .into_response()
 }
 
-/// The server's URL as the client reached it (Host header; X-Forwarded-Proto honoured).
+/// The server's URL as the client reached it: the Host header when it is a valid
+/// host (name, IPv4 or bracketed IPv6, optional port), else `localhost`;
+/// X-Forwarded-Proto when it is `http` or `https`. Nothing else reaches the WSDL.
 fn base_url(headers: &HeaderMap) -> String {
     let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
-    let host = get(header::HOST).unwrap_or("localhost");
-    let proto = get(header::HeaderName::from_static("x-forwarded-proto")).unwrap_or("http");
+    let host = get(header::HOST)
+        .filter(|h| valid_host(h))
+        .unwrap_or("localhost");
+    let proto = match get(header::HeaderName::from_static("x-forwarded-proto")) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
     format!("{proto}://{host}")
+}
+
+/// `host[:port]` as RFC 3986 allows it in an authority, without user info: a
+/// registered name or IPv4 address of letters, digits, `-` and `.`, or an IPv6
+/// literal in brackets; the port 1–5 digits.
+fn valid_host(h: &str) -> bool {
+    let (host, port) = match h.rsplit_once(':') {
+        Some((host, port)) if !host.starts_with('[') || host.ends_with(']') => (host, Some(port)),
+        _ => (h, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            (1..=253).contains(&host.len())
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
+    };
+    port_ok && host_ok
 }
 
 async fn schema_handler(Path(path): Path<String>) -> Response {
@@ -247,6 +300,7 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
             f64::from(u8::from(state.ready.load(Ordering::Relaxed))),
         ),
     ]);
+    text.push_str(&state.connections.render());
     if let Some(n) = &state.notifier {
         text.push_str(&n.render_metrics());
     }

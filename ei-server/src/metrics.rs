@@ -15,8 +15,9 @@ const LATENCY_BOUNDS: &[f64] = &[
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 const ENGAGEMENT_BOUNDS: &[f64] = &[1.0, 10.0, 100.0, 1000.0, 5000.0, 10000.0, 50000.0];
 
-/// A cumulative histogram with fixed bounds.
-struct Histogram {
+/// A cumulative histogram with fixed bounds (the one histogram of the crate: the
+/// notifier's delivery latency uses it too).
+pub struct Histogram {
     bounds: &'static [f64],
     counts: Vec<AtomicU64>,
     /// Sum in millionths of the unit, to stay in integers.
@@ -25,7 +26,7 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
             counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -34,7 +35,7 @@ impl Histogram {
         }
     }
 
-    fn observe(&self, v: f64) {
+    pub fn observe(&self, v: f64) {
         if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             self.counts[i].fetch_add(1, Relaxed);
         }
@@ -42,7 +43,9 @@ impl Histogram {
         self.count.fetch_add(1, Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// Appends the `_bucket`, `_sum` and `_count` lines; `labels` (already escaped)
+    /// go before `le`.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (b, c) in self.bounds.iter().zip(&self.counts) {
@@ -194,6 +197,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_without_labels() {
+        let h = Histogram::new(&[0.01, 1.0]);
+        h.observe(0.005);
+        h.observe(0.5);
+        h.observe(7.0);
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "");
+        assert!(out.contains("x_seconds_bucket{le=\"0.01\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"1\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_sum 7.505\n"), "{out}");
+        assert!(out.contains("x_seconds_count 3\n"), "{out}");
+    }
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {

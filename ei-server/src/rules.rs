@@ -11,6 +11,69 @@ use crate::operation::WriteOperation;
 /// Most transactions one Update/ProcessNotification may carry.
 pub const MAX_TRANSACTIONS: usize = 1000;
 
+/// Most characters of one piece of user input echoed into a fault or a log line.
+pub const MAX_ECHO: usize = 200;
+
+/// Whether XML 1.0 allows `c` in a document (production `Char`; Rust's `char` has no
+/// surrogates).
+pub const fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// User input as it may be echoed into a fault or a log line: at most [`MAX_ECHO`]
+/// characters (then `…`), and every control character or character XML 1.0 forbids
+/// written as `\u{…}`, so it can neither forge a log line nor break a reply.
+pub fn echo(s: &str) -> std::borrow::Cow<'_, str> {
+    clip(s, MAX_ECHO)
+}
+
+/// [`echo`] with another length cap, counted in characters of the result.
+fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| !c.is_control() && is_xml_char(c);
+    if s.len() <= max && s.chars().all(plain) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len().min(max + 8));
+    let mut len = 0;
+    for c in s.chars() {
+        let piece = if plain(c) {
+            c.to_string()
+        } else {
+            c.escape_unicode().to_string()
+        };
+        len += piece.chars().count();
+        if len > max {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out.into()
+}
+
+/// The first character XML 1.0 forbids in `value`, as an EI004 naming `field`.
+fn check_xml_chars(field: &dyn std::fmt::Display, value: &str) -> Result<(), EiError> {
+    match value.chars().find(|c| !is_xml_char(*c)) {
+        None => Ok(()),
+        Some(c) => Err(payload(format!(
+            "Field \"{field}\" contains a character XML 1.0 does not allow (U+{:04X})",
+            c as u32
+        ))),
+    }
+}
+
+/// Every field of an engagement (and the deleteFlag) free of characters XML forbids.
+fn check_engagement_chars(e: &RawEngagement, delete_flag: Option<&str>) -> Result<(), EiError> {
+    for f in Field::ALL {
+        if let Some(v) = e.get(f) {
+            check_xml_chars(&f, v)?;
+        }
+    }
+    match delete_flag {
+        Some(v) => check_xml_chars(&"deleteFlag", v),
+        None => Ok(()),
+    }
+}
 /// What a write refused by the write lock is told (after `EI000: … error message: `);
 /// clients recognise a retryable maintenance pause by it.
 pub const MAINTENANCE_TEXT: &str =
@@ -61,6 +124,10 @@ pub enum EiError {
     /// The index failed (storage, shutdown); details are in the log, not on the wire.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Too many requests at once (a service's in-flight cap or the writer queue):
+    /// nothing was done, the caller should retry later.
+    #[error("the index is busy: {0}")]
+    Busy(String),
     /// The operator has paused writes (the write lock); the caller retries later.
     #[error("index in maintenance")]
     Maintenance,
@@ -78,14 +145,22 @@ pub struct WireError {
 
 impl EiError {
     /// The one table from error to wire: code, exact text, fault code.
+    ///
+    /// User input inside the text is capped and escaped ([`echo`]); a whole message
+    /// that embeds input (a parser's or a validator's) is capped at twice that.
     pub fn wire(&self) -> WireError {
         use FaultCode::{Client, Server};
+        let input = |s: &str| echo(s).into_owned();
+        let long_input = |s: &str| clip(s, 2 * MAX_ECHO).into_owned();
         let (code, fault_code, message) = match self {
             EiError::MissingCorrelationId => (None, Client, self.to_string()),
             EiError::Technical(m) => (
                 Some("EI000"),
                 Client,
-                format!("A technical error has occurred, error message: {m}"),
+                format!(
+                    "A technical error has occurred, error message: {}",
+                    long_input(m)
+                ),
             ),
             EiError::DuplicateKey { first, second } => (
                 Some("EI002"),
@@ -94,31 +169,45 @@ impl EiError {
                     "EngagementTransaction #{first} and #{second} have the same key. That is not allowed. See rule for Update-R1 in service contract"
                 ),
             ),
-            EiError::InvalidRouting { given, owner } => (
+            EiError::InvalidRouting {
+                given: given_address,
+                owner,
+            } => (
                 Some("EI003"),
                 Client,
                 format!(
-                    "Invalid routing. Logical address is {given} but the owner is {owner}. They must be the same. See rule for Update-R7 in service contract"
+                    "Invalid routing. Logical address is {} but the owner is {owner}. They must be the same. See rule for Update-R7 in service contract",
+                    input(given_address)
                 ),
             ),
             EiError::Payload(m) => (
                 Some("EI004"),
                 Client,
-                format!("The payload does not validate, error messge: {m}"),
+                format!(
+                    "The payload does not validate, error messge: {}",
+                    long_input(m)
+                ),
             ),
             EiError::ReservedLogicalAddress { index, value } => (
                 Some("EI005"),
                 Client,
                 format!(
-                    "The logicalAddress in EngagementTransaction #{index} is reserved and not allowed, hsa-id: {value}"
+                    "The logicalAddress in EngagementTransaction #{index} is reserved and not allowed, hsa-id: {}",
+                    input(value)
                 ),
             ),
             EiError::ReservedSourceSystem { index, value } => (
                 Some("EI006"),
                 Client,
                 format!(
-                    "The sourceSystem in EngagementTransaction #{index} is reserved and not allowed, hsa-id: {value}"
+                    "The sourceSystem in EngagementTransaction #{index} is reserved and not allowed, hsa-id: {}",
+                    input(value)
                 ),
+            ),
+            EiError::Busy(_) => (
+                Some("EI000"),
+                Server,
+                "A technical error has occurred, error message: the index is busy, retry later; the request was not applied".to_owned(),
             ),
             EiError::Maintenance => (
                 Some("EI000"),
@@ -278,6 +367,7 @@ fn check_transaction(
     t: &RawTransaction,
 ) -> Result<(), EiError> {
     let e = &t.engagement;
+    check_engagement_chars(e, t.delete_flag.as_deref())?;
     for f in Field::KEY {
         if let Some(v) = e.get(f) {
             if v.trim() != v {
@@ -401,13 +491,13 @@ fn build_transaction(service: WriteOperation, t: RawTransaction) -> Result<Trans
 /// FindContent's rules: resident and domain mandatory (EI000), the rest optional
 /// exact-match filters, mostRecentContent a `>=` bound.
 pub fn validate_find(raw: RawFindContent) -> Result<FindQuery, EiError> {
+    check_engagement_chars(&raw.fields, None)?;
     let mut f = raw.fields.fields;
     let mut take = |field: Field| f[field.index()].take().filter(|v| !v.is_empty());
-    let resident = take(Field::RegisteredResidentIdentification).ok_or_else(|| {
-        EiError::Technical("registeredResidentIdentification is mandatory but missing".into())
-    })?;
-    let domain = take(Field::ServiceDomain)
-        .ok_or_else(|| EiError::Technical("serviceDomain is mandatory but missing".into()))?;
+    let missing = |field: Field| EiError::Technical(format!("{field} is mandatory but missing"));
+    let resident = take(Field::RegisteredResidentIdentification)
+        .ok_or_else(|| missing(Field::RegisteredResidentIdentification))?;
+    let domain = take(Field::ServiceDomain).ok_or_else(|| missing(Field::ServiceDomain))?;
     let categorization = take(Field::Categorization);
     let filters = Field::FIND_FILTERS
         .into_iter()

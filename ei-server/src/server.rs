@@ -4,7 +4,7 @@
 //! shutdown future.
 
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, serve, AppState, ConnStats, Limits};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::service::Service;
@@ -45,16 +45,20 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.max_group_requests = config.max_group_requests;
     opts.block_cache_bytes = config.block_cache_mb << 20;
     opts.outbox = config.notifications.enabled();
+    opts.writer_queue = config.writer_queue;
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
 }
 
 type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
 /// Starts delivery when any subscriber can exist.
-async fn start_notifications(config: &Config, store: &Arc<Store>) -> Option<Arc<Notifier>> {
+async fn start_notifications(
+    config: &Config,
+    store: &Arc<Store>,
+) -> Result<Option<Arc<Notifier>>, ServerError> {
     let n = &config.notifications;
     if !n.enabled() {
-        return None;
+        return Ok(None);
     }
     let notifier = Notifier::start(
         store.clone(),
@@ -62,8 +66,12 @@ async fn start_notifications(config: &Config, store: &Arc<Store>) -> Option<Arc<
         config.hsa_id.clone(),
         config.data_dir.clone(),
     )
-    .await;
-    Some(notifier)
+    .await
+    .map_err(|source| ServerError::Store {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    Ok(Some(notifier))
 }
 
 /// Starts the admin listener: the data's routes (write lock, …) and, when delivery
@@ -116,10 +124,12 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let notifier = start_notifications(&config, &store).await;
+    let notifier = start_notifications(&config, &store).await?;
     let (admin_addr, admin_task) =
         start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
-    let service = Service::new(config.rules(), config.error_mode, store.clone());
+    let service = Service::new(config.rules(), config.error_mode, store.clone())
+        .with_max_in_flight(config.max_in_flight);
+    let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
         service,
         config: config.clone(),
@@ -127,6 +137,7 @@ pub async fn run(
         ready: AtomicBool::new(true),
         notifier: notifier.clone(),
         admin_addr: Some(admin_addr),
+        connections: connections.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
@@ -138,14 +149,14 @@ pub async fn run(
         store.engagement_count()
     ));
     let watchdog = tokio::spawn(systemd::watchdog());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for(stop_rx).await;
-            ready.ready.store(false, Ordering::Relaxed);
-            systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
-            tracing::info!("shutting down: draining in-flight requests");
-        })
-        .await;
+    let stopping = stop_rx.clone();
+    tokio::spawn(async move {
+        wait_for(stopping).await;
+        ready.ready.store(false, Ordering::Relaxed);
+        systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
+        tracing::info!("shutting down: draining in-flight requests");
+    });
+    serve(listener, app, limits(&config), connections, stop_rx).await;
     drop(state);
     if let Some(n) = notifier {
         n.shutdown().await;
@@ -156,5 +167,16 @@ pub async fn run(
         .ok();
     watchdog.abort();
     tracing::info!("store closed");
-    Ok(result?)
+    Ok(())
+}
+
+/// The service listener's bounds from the configuration.
+fn limits(c: &Config) -> Limits {
+    use std::time::Duration;
+    Limits {
+        header_read: Duration::from_millis(c.header_read_timeout_ms),
+        idle: Duration::from_millis(c.idle_timeout_ms),
+        max_connections: c.max_connections,
+        drain: Duration::from_millis(c.drain_timeout_ms),
+    }
 }

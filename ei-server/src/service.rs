@@ -36,6 +36,9 @@ pub struct Service {
     error_mode: ErrorMode,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    /// Per operation (in [`Operation::ALL`] order): requests it may handle at once.
+    in_flight: [tokio::sync::Semaphore; 3],
+    max_in_flight: usize,
 }
 
 impl Service {
@@ -46,7 +49,37 @@ impl Service {
             error_mode,
             store,
             metrics,
+            in_flight: std::array::from_fn(|_| {
+                tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS)
+            }),
+            max_in_flight: tokio::sync::Semaphore::MAX_PERMITS,
         }
+    }
+
+    /// Caps the requests each operation handles at once (see [`Service::admit`]).
+    pub fn with_max_in_flight(mut self, n: usize) -> Service {
+        self.in_flight = std::array::from_fn(|_| tokio::sync::Semaphore::new(n));
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Admits one request of `op` (held until its reply is written, body read
+    /// included), or answers it with the busy fault when `op` is at its cap.
+    pub fn admit(&self, op: Operation) -> Result<tokio::sync::SemaphorePermit<'_>, Reply> {
+        let i = Operation::ALL
+            .iter()
+            .position(|o| *o == op)
+            .expect("every operation is in ALL");
+        self.in_flight[i].try_acquire().map_err(|_| {
+            self.refuse(
+                op,
+                EiError::Busy(format!(
+                    "{} already handles {} requests",
+                    op.name(),
+                    self.max_in_flight
+                )),
+            )
+        })
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -142,6 +175,7 @@ impl Service {
             .write(op, valid, clock::now())
             .await
             .map_err(|e| match *e {
+                crate::store::StoreError::Busy => EiError::Busy("the writer queue is full".into()),
                 crate::store::StoreError::WriteLocked => EiError::Maintenance,
                 _ => internal("write", &*e),
             })?;
@@ -160,9 +194,14 @@ impl Service {
 
     fn error_reply(&self, op: Operation, e: &EiError) -> Reply {
         let wire = e.wire();
-        let outcome = wire.code.unwrap_or("header");
+        let outcome = match e {
+            EiError::Busy(_) => "busy",
+            _ => wire.code.unwrap_or("header"),
+        };
         if matches!(e, EiError::Internal(_)) {
             tracing::error!(code = outcome, "request failed: {e}");
+        } else if matches!(e, EiError::Busy(_)) {
+            tracing::warn!(code = outcome, "request refused: {e}");
         } else {
             tracing::info!(code = outcome, "request refused: {}", wire.text);
         }

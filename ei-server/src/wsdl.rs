@@ -56,7 +56,8 @@ pub fn wsdl(op: Operation, base_url: &str) -> String {
     let dir = interaction_dir(op);
     let file = format!("{dir}/{}Interaction_1.0_RIVTABP21.wsdl", op.name());
     let text = schema(&file).expect("every operation's WSDL is embedded");
-    let base = base_url.trim_end_matches('/');
+    let base = attribute_escape(base_url.trim_end_matches('/'));
+    let base = base.as_str();
     let mut out = String::with_capacity(text.len() + 256);
     let mut rest = text;
     while let Some(i) = rest.find("schemaLocation='") {
@@ -73,6 +74,22 @@ pub fn wsdl(op: Operation, base_url: &str) -> String {
         "location='http://tempuri.org'",
         &format!("location='{base}{}'", endpoint_path(op)),
     )
+}
+
+/// `s` safe inside a quoted XML attribute value (the WSDL quotes with `'`).
+fn attribute_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Resolves a relative path against a folder (handles `..`).
@@ -121,6 +138,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_address_is_escaped() {
+        let w = wsdl(Operation::Update, "http://h'/><x a='&");
+        assert!(w.contains(
+            "location='http://h&apos;/&gt;&lt;x a=&apos;&amp;/skltp-ei/update-service/v1'"
+        ));
     }
 
     #[test]

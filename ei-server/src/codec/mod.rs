@@ -81,6 +81,16 @@ pub enum CodecError {
     NoOperation(String),
     #[error("unknown ResultCode {0:?} (the contract has OK, INFO and ERROR)")]
     ResultCode(String),
+    /// A second operation element in the Body (it would otherwise be merged into the
+    /// first).
+    #[error("the SOAP body holds a second operation element ({second} after {first})")]
+    SecondOperation {
+        first: &'static str,
+        second: &'static str,
+    },
+    /// Reading stops at the 1001st transaction; the text is the count rule's (rule 3).
+    #[error("The request contains more than {max} engagements. Maximum number of engagements per request is {max}.", max = crate::rules::MAX_TRANSACTIONS)]
+    TooManyTransactions,
 }
 
 /// Maps a quick-xml error into ours.

@@ -5,6 +5,7 @@
 
 use super::{resolve_reference, xml_err, CodecError, Operation, Request, SOAP_ENV_NS};
 use crate::model::{Field, RawFindContent, RawTransaction};
+use crate::rules::MAX_TRANSACTIONS;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
@@ -54,7 +55,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, CodecError> {
                     seen_root = true;
                 }
                 let ctx = child_ctx(stack.last().copied(), e)?;
-                open(&mut b, ctx);
+                open(&mut b, ctx)?;
                 if empty {
                     close(&mut b, ctx);
                 } else {
@@ -110,6 +111,9 @@ fn captures(ctx: Option<&Ctx>) -> bool {
 
 /// What a child element means, given its parent.
 fn child_ctx(parent: Option<Ctx>, e: &BytesStart<'_>) -> Result<Ctx, CodecError> {
+    if parent.is_some() {
+        check_attributes(e)?;
+    }
     let local = e.local_name();
     let name = local.as_ref();
     Ok(match parent {
@@ -167,15 +171,52 @@ fn root_namespace(e: &BytesStart<'_>) -> Result<Option<String>, CodecError> {
     }
 }
 
-fn open(b: &mut Builder, ctx: Ctx) {
+/// Checks the attributes of an element below the root for well-formedness (quotes,
+/// duplicates, no `<` in a value, only resolvable references); their values are not
+/// used. Elements without attributes cost one byte comparison.
+fn check_attributes(e: &BytesStart<'_>) -> Result<(), CodecError> {
+    for attr in e.attributes() {
+        let attr = attr.map_err(|e| CodecError::Xml(e.to_string()))?;
+        let value: &str = &attr.value;
+        if value.contains('<') {
+            return Err(CodecError::Xml(
+                "an attribute value contains '<'".to_owned(),
+            ));
+        }
+        if value.contains('&') {
+            quick_xml::escape::unescape(value)
+                .map_err(|e| CodecError::Xml(format!("an attribute value: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts an element. Refuses a second operation element in the Body (it would
+/// otherwise be merged into the first) and the 1001st transaction (so an oversized
+/// request costs no more than a full one).
+fn open(b: &mut Builder, ctx: Ctx) -> Result<(), CodecError> {
     match ctx {
-        Ctx::Operation(op) if b.operation.is_none() => b.operation = Some(op),
-        Ctx::Transaction => b.transactions.push(RawTransaction::default()),
+        Ctx::Operation(op) => {
+            if let Some(first) = b.operation {
+                return Err(CodecError::SecondOperation {
+                    first: first.name(),
+                    second: op.name(),
+                });
+            }
+            b.operation = Some(op);
+        }
+        Ctx::Transaction => {
+            if b.transactions.len() == MAX_TRANSACTIONS {
+                return Err(CodecError::TooManyTransactions);
+            }
+            b.transactions.push(RawTransaction::default())
+        }
         Ctx::LogicalAddress | Ctx::DeleteFlag | Ctx::EngagementField(_) | Ctx::QueryField(_) => {
             b.text.clear()
         }
         _ => {}
     }
+    Ok(())
 }
 
 fn close(b: &mut Builder, ctx: Ctx) {
@@ -216,5 +257,51 @@ fn finish(b: Builder) -> Result<Request, CodecError> {
         None => Err(CodecError::NoOperation(
             "Update, ProcessNotification or FindContent".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(body: &str) -> String {
+        format!("<s:Envelope xmlns:s=\"{SOAP_ENV_NS}\"><s:Body>{body}</s:Body></s:Envelope>")
+    }
+
+    #[test]
+    fn a_second_operation_is_refused_not_merged() {
+        let body = envelope("<Update><engagementTransaction/></Update><FindContent/>");
+        let err = parse_request(body.as_bytes()).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("second operation element (FindContent after Update)"));
+    }
+
+    #[test]
+    fn reading_stops_at_the_1001st_transaction() {
+        let txs = "<engagementTransaction/>".repeat(MAX_TRANSACTIONS);
+        let ok = envelope(&format!("<Update>{txs}</Update>"));
+        assert!(parse_request(ok.as_bytes()).is_ok());
+        let over = envelope(&format!("<Update>{txs}<engagementTransaction/><<</Update>"));
+        assert_eq!(
+            parse_request(over.as_bytes()).unwrap_err(),
+            CodecError::TooManyTransactions
+        );
+    }
+
+    #[test]
+    fn attributes_below_the_root_must_be_well_formed() {
+        for bad in [
+            "a=\"1\" a=\"2\"",
+            "a=1",
+            "a=\"<\"",
+            "a=\"&x;\"",
+            "a=\"&#0;\"",
+        ] {
+            let body = envelope(&format!("<FindContent {bad}/>"));
+            assert!(parse_request(body.as_bytes()).is_err(), "{bad}");
+        }
+        let body = envelope("<FindContent a=\"&amp;&#65;\" b='x'/>");
+        assert!(parse_request(body.as_bytes()).is_ok());
     }
 }

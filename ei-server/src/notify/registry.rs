@@ -1,9 +1,10 @@
 //! Subscribers from the registry: GetLogicalAddresseesByServiceContract v2, asked for
 //! the ProcessNotification namespace with the platform headers. Each good answer is
 //! written to a local cache file; when the registry cannot be reached the cache file
-//! is used instead.
+//! is used instead ([`super::refresh`] decides). The answer is read with a size cap.
 
-use crate::codec::{self, NOTIFICATION_NS};
+use crate::codec::client::{classify_logical_addressees, Outcome, SoapCall};
+use crate::codec::NOTIFICATION_NS;
 use crate::config::{FilterConfig, RegistryConfig, SubscriberConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -31,50 +32,41 @@ pub async fn fetch(
     own_hsa_id: &str,
     vp_instance_id: &str,
 ) -> Result<Vec<SubscriberConfig>, RegistryError> {
-    let mut body = String::new();
-    codec::write_logical_addressees_request(
-        &mut body,
+    let call = SoapCall::logical_addressees(
+        &cfg.url,
         &cfg.logical_address,
         own_hsa_id,
         NOTIFICATION_NS,
-    );
-    let resp = client
-        .post(&cfg.url)
-        .timeout(Duration::from_secs(30))
-        .header("content-type", "text/xml; charset=UTF-8")
-        .header("x-vp-sender-id", own_hsa_id)
-        .header("x-vp-instance-id", vp_instance_id)
-        .header(
-            "x-skltp-correlation-id",
-            format!("ei-registry-{}", crate::clock::now()),
-        )
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| RegistryError::Call(e.to_string()))?;
-    let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| RegistryError::Call(e.to_string()))?;
-    if !status.is_success() {
-        return Err(RegistryError::Call(format!("HTTP {status}")));
-    }
-    let records = codec::parse_logical_addressees_response(&bytes)
-        .map_err(|e| RegistryError::Answer(e.to_string()))?;
+        format!("ei-registry-{}", crate::clock::now()),
+    )
+    .sender(own_hsa_id, vp_instance_id);
+    let (status, body) = super::call::send(
+        client,
+        call,
+        Duration::from_secs(30),
+        cfg.max_response_bytes,
+    )
+    .await
+    .map_err(RegistryError::Call)?;
+    let records = match classify_logical_addressees(status, &body) {
+        Outcome::Ok(records) => records,
+        o @ (Outcome::Status { .. } | Outcome::Fault { .. }) => {
+            return Err(RegistryError::Call(o.to_string()))
+        }
+        other => return Err(RegistryError::Answer(other.to_string())),
+    };
     Ok(records
         .into_iter()
-        .map(|r| SubscriberConfig {
-            logical_address: r.logical_address,
-            url: None,
-            filters: r
+        .map(|r| {
+            let filters = r
                 .filters
                 .into_iter()
                 .map(|(service_domain, categorizations)| FilterConfig {
                     service_domain,
                     categorizations,
                 })
-                .collect(),
+                .collect();
+            SubscriberConfig::new(&r.logical_address, None, filters)
         })
         .collect())
 }
@@ -115,11 +107,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
         assert!(load_cache(&path).is_none());
-        let subs = vec![SubscriberConfig {
-            logical_address: "SE1".into(),
-            url: None,
-            filters: vec![],
-        }];
+        let subs = vec![SubscriberConfig::new("SE1", None, vec![])];
         save_cache(&path, &subs).unwrap();
         assert_eq!(load_cache(&path).unwrap(), subs);
         std::fs::write(&path, "{").unwrap();

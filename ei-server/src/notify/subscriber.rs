@@ -2,12 +2,12 @@
 //! matches them (contract §5: case-insensitive; no filters = everything; a filter
 //! without categorizations = the whole domain).
 
-use crate::config::{FilterConfig, SubscriberConfig};
+use crate::config::{FilterConfig, SubscriberConfig, TlsFiles};
 use crate::model::Engagement;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a subscriber came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Config,
@@ -15,19 +15,24 @@ pub enum Source {
 }
 
 /// One subscriber, resolved.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscriber {
     pub logical_address: String,
     pub url: String,
     pub filters: Vec<FilterConfig>,
     pub source: Source,
+    /// Its TLS files, the defaults filled in.
+    #[serde(default, skip_serializing_if = "TlsFiles::is_empty")]
+    pub tls: TlsFiles,
 }
 
 impl Subscriber {
-    /// From the configuration; `default_url` when the subscriber names none.
+    /// From the configuration; `default_url` and the default TLS files when the
+    /// subscriber names none.
     pub fn from_config(
         c: &SubscriberConfig,
         default_url: Option<&str>,
+        default_tls: &TlsFiles,
         source: Source,
     ) -> Option<Subscriber> {
         let url = c.url.clone().or_else(|| default_url.map(str::to_owned))?;
@@ -36,6 +41,7 @@ impl Subscriber {
             url,
             filters: c.filters.clone(),
             source,
+            tls: c.tls().or(default_tls),
         })
     }
 
@@ -61,7 +67,7 @@ mod tests {
 
     fn eng(domain: &str, cat: &str) -> Engagement {
         let mut e = RawEngagement::default();
-        for f in &Field::KEY[..8] {
+        for f in &Field::UPDATE_KEY {
             e.set(*f, "v");
         }
         e.set(Field::ServiceDomain, domain);
@@ -88,6 +94,7 @@ mod tests {
                 })
                 .collect(),
             source: Source::Config,
+            tls: TlsFiles::default(),
         }
     }
 
@@ -115,17 +122,32 @@ mod tests {
 
     #[test]
     fn default_url_is_used_when_none_given() {
-        let c = SubscriberConfig {
-            logical_address: "SE1".into(),
-            url: None,
-            filters: vec![],
-        };
+        let c = SubscriberConfig::new("SE1", None, vec![]);
+        let none = TlsFiles::default();
         assert_eq!(
-            Subscriber::from_config(&c, Some("http://vp"), Source::Config)
+            Subscriber::from_config(&c, Some("http://vp"), &none, Source::Config)
                 .unwrap()
                 .url,
             "http://vp"
         );
-        assert!(Subscriber::from_config(&c, None, Source::Config).is_none());
+        assert!(Subscriber::from_config(&c, None, &none, Source::Config).is_none());
+        let default_tls = TlsFiles {
+            tls_ca: Some("ca.pem".into()),
+            tls_cert: Some("default.pem".into()),
+            tls_key: Some("default.key".into()),
+        };
+        let own = SubscriberConfig {
+            tls_cert: Some("own.pem".into()),
+            tls_key: Some("own.key".into()),
+            ..c
+        };
+        let s = Subscriber::from_config(&own, Some("https://vp"), &default_tls, Source::Config)
+            .unwrap();
+        assert_eq!(
+            s.tls.tls_cert,
+            Some("own.pem".into()),
+            "its own certificate"
+        );
+        assert_eq!(s.tls.tls_ca, Some("ca.pem".into()), "the default CA bundle");
     }
 }

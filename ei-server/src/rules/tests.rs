@@ -377,3 +377,38 @@ fn find_content_filters() {
     .unwrap_err();
     assert_eq!(e.wire().code, Some("EI004"));
 }
+
+#[test]
+fn echo_caps_and_escapes_user_input() {
+    assert_eq!(echo("SE123"), "SE123");
+    assert_eq!(echo("a\nb\u{1}c\u{FFFE}"), "a\\u{a}b\\u{1}c\\u{fffe}");
+    let long = "x".repeat(1000);
+    assert_eq!(echo(&long), format!("{}…", "x".repeat(MAX_ECHO)));
+    assert!(is_xml_char('\t') && is_xml_char('é') && is_xml_char('\u{10000}'));
+    assert!(!is_xml_char('\u{0}') && !is_xml_char('\u{1F}') && !is_xml_char('\u{FFFF}'));
+}
+
+#[test]
+fn every_wire_text_is_capped_and_free_of_control_characters() {
+    let long = "\n".repeat(10_000);
+    for e in [
+        EiError::Technical(long.clone()),
+        EiError::Payload(long.clone()),
+        EiError::InvalidRouting {
+            given: long.clone(),
+            owner: "o".into(),
+        },
+        EiError::ReservedLogicalAddress {
+            index: 1,
+            value: long.clone(),
+        },
+        EiError::ReservedSourceSystem {
+            index: 1,
+            value: long.clone(),
+        },
+    ] {
+        let text = e.wire().text;
+        assert!(text.chars().count() < 2 * MAX_ECHO + 200, "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+}

@@ -26,7 +26,7 @@ pub mod stats;
 mod writer;
 
 pub use internals::{CfStats, EngineStats, LEVELS};
-pub use outbox::DeadLetter;
+pub use outbox::{unix_ms, DeadLetter};
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
@@ -59,6 +59,9 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
+    #[error("the writer queue is full")]
+    Busy,
     #[error("index in maintenance: the write lock is on")]
     WriteLocked,
 }
@@ -76,6 +79,9 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Record notifiable changes in the outbox (when any subscriber can exist).
     pub outbox: bool,
+    /// Most write requests waiting for the writer; a write beyond is refused with
+    /// [`StoreError::Busy`] instead of queueing without bound.
+    pub writer_queue: usize,
 }
 
 impl StoreOptions {
@@ -86,6 +92,7 @@ impl StoreOptions {
             max_group_requests: 64,
             block_cache_bytes: 128 << 20,
             outbox: false,
+            writer_queue: 128,
         }
     }
 }
@@ -94,7 +101,7 @@ impl StoreOptions {
 pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     count: Arc<AtomicU64>,
@@ -124,7 +131,7 @@ impl Store {
         let (commits_tx, commits) = tokio::sync::watch::channel(head);
         let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
         let stats = Arc::new(Mutex::new(load_stats(&db)?));
-        let (queue, rx) = mpsc::channel();
+        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
@@ -206,9 +213,12 @@ impl Store {
             reply,
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.queue.send(Message::Write(job)).is_err() {
+        if let Err(e) = self.queue.try_send(Message::Write(job)) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(Arc::new(StoreError::Closed));
+            return Err(Arc::new(match e {
+                mpsc::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            }));
         }
         let (changes, transactions) = rx.await.map_err(|_| Arc::new(StoreError::Closed))??;
         drop(transactions);

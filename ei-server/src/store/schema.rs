@@ -17,6 +17,16 @@
 //! `engagement_count` (u64 BE, the exact number of posts, updated in the same write
 //! batch as the posts).
 //!
+//! `meta` key `subscriber/{logical address}` holds what the notifier knows of a
+//! subscriber beyond its cursor, as JSON written and read by `notify::record`: its
+//! last definition (url, filters, source), since when it is absent from the
+//! subscriber set, whether and since when it is parked (over its outbox budget), and
+//! the gaps it was told of (outbox ranges dropped after its grace period). A
+//! subscriber is *known* while it has a cursor; dropping it deletes the cursor and
+//! keeps the record (with the gap).
+//!
+//! Dead-letter ids count up per subscriber (the next id is one past the last stored).
+//!
 //! Statistics ([`super::stats`]): `meta` keys `stats/{field}/{value}` ([`stats_key`];
 //! field = `sourceSystem`, `dataController` or `serviceDomain`, value = its UTF-8
 //! bytes) hold the number of posts with that value (u64 BE; absent = 0), updated in
@@ -51,6 +61,7 @@ pub const META_ENGAGEMENT_COUNT: &[u8] = b"engagement_count";
 pub const CF_OUTBOX: &str = "outbox";
 pub const CF_DEAD_LETTERS: &str = "deadletters";
 pub const META_CURSOR_PREFIX: &str = "cursor/";
+pub const META_SUBSCRIBER_PREFIX: &str = "subscriber/";
 pub const META_WRITE_LOCK: &[u8] = b"write_lock";
 pub const META_STATS_VERSION: &[u8] = b"stats_version";
 pub const META_STATS_PREFIX: &str = "stats/";
@@ -284,13 +295,18 @@ pub fn decode_write_lock(bytes: &[u8]) -> Result<WriteLock, Corrupt> {
 pub struct OutboxEntry {
     pub action: crate::model::Action,
     pub engagement: Engagement,
+    /// When the change was committed, milliseconds since the Unix epoch (0 = not
+    /// recorded: entries written before the time was kept). The notifier's lag.
+    pub committed_ms: u64,
 }
 
-/// `[action: 0 save, 1 delete][key length u32 BE][key][value]`.
+/// `[action: 0 save, 1 delete][key length u32 BE][key][value][committed_ms u64 BE]`;
+/// the value's length follows from its flag byte, and the time is absent in entries
+/// written before it was kept.
 pub fn encode_outbox(e: &OutboxEntry) -> Vec<u8> {
     let key = encode_key(&e.engagement.key);
     let value = encode_value(&e.engagement);
-    let mut out = Vec::with_capacity(5 + key.len() + value.len());
+    let mut out = Vec::with_capacity(13 + key.len() + value.len());
     out.push(match e.action {
         crate::model::Action::Save => 0,
         crate::model::Action::Delete => 1,
@@ -298,6 +314,7 @@ pub fn encode_outbox(e: &OutboxEntry) -> Vec<u8> {
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(&key);
     out.extend_from_slice(&value);
+    out.extend_from_slice(&e.committed_ms.to_be_bytes());
     out
 }
 
@@ -312,9 +329,19 @@ pub fn decode_outbox(bytes: &[u8]) -> Result<OutboxEntry, Corrupt> {
     let len = bytes.get(1..5).ok_or_else(bad)?;
     let len = u32::from_be_bytes(len.try_into().map_err(|_| bad())?) as usize;
     let key = bytes.get(5..5 + len).ok_or_else(bad)?;
-    let value = bytes.get(5 + len..).ok_or_else(bad)?;
+    let flags = *bytes.get(5 + len).ok_or_else(bad)?;
+    let value_len = 1 + 6 * (flags & 0b111).count_ones() as usize;
+    let value = bytes.get(5 + len..5 + len + value_len).ok_or_else(bad)?;
+    let committed_ms = match bytes.get(5 + len + value_len..).ok_or_else(bad)? {
+        [] => 0,
+        t => u64::from_be_bytes(t.try_into().map_err(|_| bad())?),
+    };
     let engagement = decode_value(decode_key(key)?, value)?;
-    Ok(OutboxEntry { action, engagement })
+    Ok(OutboxEntry {
+        action,
+        engagement,
+        committed_ms,
+    })
 }
 
 /// A dead-letter batch: `[error length u32 BE][error UTF-8]` then each entry as
@@ -367,6 +394,11 @@ pub fn dead_letter_prefix(subscriber: &str) -> Vec<u8> {
 /// The `meta` key of a subscriber's cursor.
 pub fn cursor_key(subscriber: &str) -> Vec<u8> {
     format!("{META_CURSOR_PREFIX}{subscriber}").into_bytes()
+}
+
+/// The `meta` key of a subscriber's record.
+pub fn subscriber_key(subscriber: &str) -> Vec<u8> {
+    format!("{META_SUBSCRIBER_PREFIX}{subscriber}").into_bytes()
 }
 
 #[cfg(test)]
@@ -431,8 +463,16 @@ mod tests {
                 Some(20210101000000),
                 None,
             ),
+            committed_ms: 1_700_000_000_123,
         };
         assert_eq!(decode_outbox(&encode_outbox(&e)).unwrap(), e);
+        let old_format = encode_outbox(&e);
+        let old_format = &old_format[..old_format.len() - 8];
+        assert_eq!(
+            decode_outbox(old_format).unwrap().committed_ms,
+            0,
+            "entries written before the commit time was kept still decode"
+        );
         let d = encode_dead_letter("HTTP 500", &[e.clone(), e.clone()]);
         assert_eq!(
             decode_dead_letter(&d).unwrap(),

@@ -182,6 +182,9 @@ pub enum Mode {
     Fault,
     /// HTTP 200 with ResultCode=ERROR.
     ResultError,
+    /// ResultCode=ERROR ("bad post") for a call holding any post whose categorization
+    /// starts with "bad"; OK otherwise.
+    RefuseBad,
 }
 
 /// A ProcessNotification subscriber on loopback that records what it receives.
@@ -246,6 +249,17 @@ impl Recorder {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
             .collect();
+        let refused_bad = mode == Mode::RefuseBad
+            && transactions.iter().any(|t| {
+                t.engagement
+                    .get(ei_server::model::Field::Categorization)
+                    .is_some_and(|c| c.starts_with("bad"))
+            });
+        let mode = match (mode, refused_bad) {
+            (Mode::RefuseBad, true) => Mode::ResultError,
+            (Mode::RefuseBad, false) => Mode::Ok,
+            (m, _) => m,
+        };
         self.calls.lock().unwrap().push(RecordedCall {
             logical_address,
             headers,
@@ -264,8 +278,9 @@ impl Recorder {
                 &mut out,
                 WriteOperation::ProcessNotification,
                 ResultCode::Error,
-                Some("no thanks"),
+                Some(if refused_bad { "bad post" } else { "no thanks" }),
             ),
+            Mode::RefuseBad => unreachable!("resolved above"),
             Mode::Fault => {
                 codec::write_fault(&mut out, "soap:Server", "subscriber down");
                 return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, out);

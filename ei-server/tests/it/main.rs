@@ -3,6 +3,7 @@
 
 mod common;
 mod data;
+mod frontdoor;
 mod http;
 mod model;
 mod notify;

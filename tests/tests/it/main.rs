@@ -3,6 +3,8 @@
 
 mod data_cli;
 mod durability;
+mod notify_chaos;
 mod notify_crash;
+mod shutdown;
 mod soap_client;
 mod supervision;
