@@ -6,7 +6,7 @@
 
 use super::schema;
 use super::StoreError;
-use rocksdb::{IteratorMode, WriteBatch, DB};
+use rocksdb::{ColumnFamily, IteratorMode, WriteBatch, DB};
 use std::collections::{BTreeMap, HashMap};
 
 /// Which field a counter counts by.
@@ -140,11 +140,10 @@ impl StatsDelta {
     /// deleted) and returns them, to publish once the batch is written.
     pub(super) fn put(
         &self,
-        db: &DB,
+        meta: &ColumnFamily,
         now: &PostStats,
         batch: &mut WriteBatch,
     ) -> Vec<(StatsField, String, u64)> {
-        let meta = db.cf_handle(schema::CF_META).expect("column family exists");
         let mut out = Vec::new();
         for (f, map) in StatsField::ALL.into_iter().zip(&self.0) {
             for (value, d) in map.iter().filter(|(_, d)| **d != 0) {
