@@ -176,7 +176,7 @@ pub(super) fn publish(stats: &mut PostStats, values: Vec<(StatsField, String, u6
 
 /// The stored counters; `None` when this data directory has none yet.
 pub(super) fn read(db: &DB) -> Result<Option<PostStats>, StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = super::rocks::handle(db, schema::CF_META)?;
     if db
         .get_pinned_cf(meta, schema::META_STATS_VERSION)?
         .is_none()
@@ -205,9 +205,7 @@ pub(super) fn read(db: &DB) -> Result<Option<PostStats>, StoreError> {
 
 /// Counts every post (for a data directory written before the counters existed).
 pub(super) fn scan(db: &DB) -> Result<PostStats, StoreError> {
-    let cf = db
-        .cf_handle(schema::CF_ENGAGEMENTS)
-        .expect("column family exists");
+    let cf = super::rocks::handle(db, schema::CF_ENGAGEMENTS)?;
     let mut stats = PostStats::default();
     for item in db.iterator_cf(cf, IteratorMode::Start) {
         let (k, _) = item?;

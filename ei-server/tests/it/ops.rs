@@ -188,6 +188,7 @@ async fn metrics_show_build_process_writer_queue_and_rocksdb_internals() {
     let samples = parse_scrape(&text);
     let version = format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
     assert_eq!(value(&samples, "ei_build_info", &version), 1.0);
+    assert_eq!(value(&samples, "ei_ready", ""), 1.0, "as /readyz answers");
     assert_eq!(value(&samples, "ei_store_write_queue_depth", ""), 0.0);
     assert_eq!(
         value(&samples, "ei_rocksdb_block_cache_capacity_bytes", ""),
