@@ -78,7 +78,8 @@ echo "package.sh: systemd-analyze verify $unit: ok" >&2
 # The packaged configuration, as the service's user: the server opens its store in
 # /var/lib/ei/data and answers /readyz (on a free port instead of 8080).
 log=$(mktemp)
-$SUDO setpriv --reuid=ei --regid=ei --init-groups /usr/bin/ei-server --config /etc/ei/ei.toml --listen 127.0.0.1:0 2>"$log" &
+$SUDO setpriv --reuid=ei --regid=ei --init-groups /usr/bin/ei-server --config /etc/ei/ei.toml \
+  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$log" &
 pid=$!
 addr=""
 for _ in $(seq 1 600); do

@@ -111,7 +111,11 @@ fn classify_reply(c: &mut Criterion) {
             }
         })
     });
-    // The limit: a UTF-8 check and a substring count, reading nothing.
+    // The XML floor: tokenizing the reply, reading nothing.
+    g.bench_function("raw_quick_xml_events", |b| {
+        b.iter(|| raw_events(black_box(reply.as_bytes())))
+    });
+    // What ei-load paid before: a UTF-8 check and a substring count.
     g.bench_function("raw_substring_count", |b| {
         b.iter(|| {
             let text = std::str::from_utf8(black_box(reply.as_bytes())).unwrap();

@@ -77,7 +77,8 @@ impl UpdateTemplate {
             rest = &rest[i + "${citizenId1}".len()..];
         }
         bytes.extend_from_slice(rest.as_bytes());
-        let tag = b"mostRecentContent>";
+        let tag = format!("{}>", Field::MostRecentContent);
+        let tag = tag.as_bytes();
         let mrcs = (0..bytes.len().saturating_sub(tag.len() + 14))
             .filter(|&i| &bytes[i..i + tag.len()] == tag && bytes[i + tag.len()].is_ascii_digit())
             .map(|i| i + tag.len())

@@ -12,7 +12,8 @@
 //! - [`seed`]: pre-loading residents × engagements;
 //! - [`grund`]: the grundladdning simulation and projection;
 //! - [`run`]: the phases in order and the verdicts;
-//! - [`report`]: the report's numbers, as Markdown, JSON and SVG;
+//! - [`report`]: the report's numbers, as Markdown, JSON and SVG, and where they go
+//!   ([`report::publish`]: `--out` files, stdout, the summary line);
 //! - [`progress`]: progress on stderr (terminals only).
 
 pub mod cli;

@@ -59,7 +59,14 @@ fn pairs<S: serde::Serializer>(
     use serde::ser::SerializeSeq;
     let mut seq = s.serialize_seq(Some(m.len()))?;
     for ((source, controller), posts) in m {
-        seq.serialize_element(&serde_json::json!({"sourceSystem": source, "dataController": controller, "posts": posts}))?;
+        let mut row = serde_json::Map::new();
+        row.insert(Field::SourceSystem.name().into(), source.as_str().into());
+        row.insert(
+            Field::DataController.name().into(),
+            controller.as_str().into(),
+        );
+        row.insert("posts".into(), (*posts).into());
+        seq.serialize_element(&row)?;
     }
     seq.end()
 }

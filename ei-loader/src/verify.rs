@@ -138,7 +138,8 @@ pub fn compare(t: &Transaction, found: &[RawEngagement]) -> Option<String> {
             let got = e.get(Field::MostRecentContent).map(str::to_owned);
             (want != got).then(|| {
                 format!(
-                    "mostRecentContent differs: input {}, index {}",
+                    "{} differs: input {}, index {}",
+                    Field::MostRecentContent,
                     want.as_deref().unwrap_or("none"),
                     got.as_deref().unwrap_or("none")
                 )

@@ -494,11 +494,10 @@ pub fn validate_find(raw: RawFindContent) -> Result<FindQuery, EiError> {
     check_engagement_chars(&raw.fields, None)?;
     let mut f = raw.fields.fields;
     let mut take = |field: Field| f[field.index()].take().filter(|v| !v.is_empty());
-    let resident = take(Field::RegisteredResidentIdentification).ok_or_else(|| {
-        EiError::Technical("registeredResidentIdentification is mandatory but missing".into())
-    })?;
-    let domain = take(Field::ServiceDomain)
-        .ok_or_else(|| EiError::Technical("serviceDomain is mandatory but missing".into()))?;
+    let missing = |field: Field| EiError::Technical(format!("{field} is mandatory but missing"));
+    let resident = take(Field::RegisteredResidentIdentification)
+        .ok_or_else(|| missing(Field::RegisteredResidentIdentification))?;
+    let domain = take(Field::ServiceDomain).ok_or_else(|| missing(Field::ServiceDomain))?;
     let categorization = take(Field::Categorization);
     let filters = Field::FIND_FILTERS
         .into_iter()

@@ -78,17 +78,17 @@ pub(super) fn read_logical_addressees(
             match (parent, name) {
                 (Some("logicalAddressRecord"), "logicalAddress") => {
                     if let Some(r) = records.last_mut() {
-                        r.logical_address = text;
+                        r.logical_address = text.to_owned();
                     }
                 }
                 (Some("filter"), "serviceDomain") => {
                     if let Some(f) = filter {
-                        f.0 = text;
+                        f.0 = text.to_owned();
                     }
                 }
                 (Some("filter"), "categorization") => {
                     if let Some(f) = filter {
-                        f.1.push(text);
+                        f.1.push(text.to_owned());
                     }
                 }
                 _ => {}

@@ -4,7 +4,7 @@
 use super::{resolve_reference, xml_err, CodecError, ResultCode};
 use crate::model::{Field, RawEngagement};
 use quick_xml::events::Event;
-use quick_xml::NsReader;
+use quick_xml::Reader;
 
 /// A reply, read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,40 +37,54 @@ pub(super) enum Element<'a> {
         name: &'a str,
         parent: Option<&'a str>,
         depth: usize,
-        text: String,
+        text: &'a str,
     },
 }
 
+/// The open elements' local names, kept in one buffer (no allocation per element).
+#[derive(Default)]
+struct Path {
+    names: String,
+    starts: Vec<usize>,
+}
+
 /// The one loop of the reply readers: walks the document by local names (prefixes
-/// resolved, then ignored, so any binding reads alike), hands each element to `visit`
-/// and collects a SOAP fault's `faultcode` and `faultstring` on the way. An empty
-/// element opens and closes with empty text.
+/// ignored, as the request reader does, so any binding reads alike), hands each
+/// element to `visit` and collects a SOAP fault's `faultcode` and `faultstring` on the
+/// way. An empty element opens and closes with empty text.
 pub(super) fn read_elements(
     body: &[u8],
     mut visit: impl FnMut(Element<'_>),
 ) -> Result<SoapFault, CodecError> {
     let text = std::str::from_utf8(body).map_err(|e| CodecError::Encoding(e.to_string()))?;
-    let mut reader = NsReader::from_str(text);
-    let mut path: Vec<String> = Vec::new();
+    let mut reader = Reader::from_str(text);
+    let mut path = Path::default();
     let mut buf = String::new();
     let mut fault = SoapFault::default();
     loop {
-        let (_, event) = reader.read_resolved_event().map_err(xml_err)?;
+        let event = reader.read_event().map_err(xml_err)?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
-                let name: String = e.local_name().as_ref().to_owned();
-                let depth = path.len();
-                visit(Element::Open { name: &name, depth });
-                path.push(name);
+                let local = e.local_name();
+                let name: &str = local.as_ref();
+                visit(Element::Open {
+                    name,
+                    depth: path.starts.len(),
+                });
+                path.starts.push(path.names.len());
+                path.names.push_str(name);
                 buf.clear();
                 if matches!(event, Event::Empty(_)) {
-                    close(&mut path, String::new(), &mut fault, &mut visit);
+                    close(&mut path, "", &mut fault, &mut visit);
                 }
             }
             Event::Text(t) => buf.push_str(&t.xml10_content()),
             Event::CData(c) => buf.push_str(&c.xml10_content()),
             Event::GeneralRef(r) => buf.push_str(&resolve_reference(&r)?),
-            Event::End(_) => close(&mut path, std::mem::take(&mut buf), &mut fault, &mut visit),
+            Event::End(_) => {
+                close(&mut path, &buf, &mut fault, &mut visit);
+                buf.clear();
+            }
             Event::DocType(_) => return Err(CodecError::Doctype),
             Event::Eof => break,
             _ => {}
@@ -80,24 +94,23 @@ pub(super) fn read_elements(
 }
 
 /// Closes the innermost element with `text`.
-fn close(
-    path: &mut Vec<String>,
-    text: String,
-    fault: &mut SoapFault,
-    visit: &mut impl FnMut(Element<'_>),
-) {
-    let name = path.pop().unwrap_or_default();
-    match name.as_str() {
-        "faultcode" => fault.code = Some(text.clone()),
-        "faultstring" => fault.text = Some(text.clone()),
+fn close(path: &mut Path, text: &str, fault: &mut SoapFault, visit: &mut impl FnMut(Element<'_>)) {
+    let Some(start) = path.starts.pop() else {
+        return;
+    };
+    let name = &path.names[start..];
+    match name {
+        "faultcode" => fault.code = Some(text.to_owned()),
+        "faultstring" => fault.text = Some(text.to_owned()),
         _ => {}
     }
     visit(Element::Close {
-        name: &name,
-        parent: path.last().map(String::as_str),
-        depth: path.len(),
+        name,
+        parent: path.starts.last().map(|&p| &path.names[p..start]),
+        depth: path.starts.len(),
         text,
     });
+    path.names.truncate(start);
 }
 
 /// Reads an Update/ProcessNotification/FindContent reply or a fault.
@@ -114,8 +127,8 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, CodecError> {
         Element::Close {
             name, depth, text, ..
         } => match name {
-            "ResultCode" => result = Some(text),
-            "comment" => comment = Some(text),
+            "ResultCode" => result = Some(text.to_owned()),
+            "comment" => comment = Some(text.to_owned()),
             n if depth == 4 => {
                 if let (Some(f), Some(e)) = (Field::from_name(n), engagements.last_mut()) {
                     e.set(f, text);

@@ -67,7 +67,7 @@ mod tests {
 
     fn eng(domain: &str, cat: &str) -> Engagement {
         let mut e = RawEngagement::default();
-        for f in &Field::KEY[..8] {
+        for f in &Field::UPDATE_KEY {
             e.set(*f, "v");
         }
         e.set(Field::ServiceDomain, domain);
