@@ -90,12 +90,40 @@ impl ServerProcess {
 
     /// SIGTERM, then the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.sigterm();
+        self.child.wait().unwrap().code()
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
         let pid = self.child.id().to_string();
-        Command::new("kill")
+        let status = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
         self.child.wait().unwrap().code()
+    }
+
+    /// The stderr lines up to and including the first that contains `needle`
+    /// (waits up to 60 s for it).
+    pub fn wait_for_log(&self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .stderr
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("no log line with {needle:?} ({e}): {lines:#?}"));
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
     }
 
     /// All stderr lines logged so far.

@@ -9,6 +9,7 @@ use crate::raw;
 use crate::report::{PhaseRow, Report};
 use anyhow::Context;
 use ei_server::codec::client::{classify_find_content, classify_write, Outcome, SoapCall};
+use ei_server::harness::{DataDir, Harness, Options};
 use ei_server::operation::Operation;
 use ei_server::wsdl::endpoint_path;
 use hdrhistogram::Histogram;
@@ -16,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Where the server is.
 #[derive(Clone, Debug)]
@@ -118,12 +118,11 @@ impl Tally {
     }
 }
 
-/// A server started in this process.
+/// A server started in this process (through ei-server's harness), on a directory
+/// that outlives it so its size can be measured after the stop.
 struct Local {
-    dir: PathBuf,
+    server: Harness,
     _temp: Option<tempfile::TempDir>,
-    stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<Result<(), ei_server::server::ServerError>>,
 }
 
 /// Runs the plan and returns its report.
@@ -151,13 +150,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     report.rows = phases(&ctx, &plan).await?;
     report.index_posts = status_posts(&ctx).await.ok();
     report.peak_rss_bytes = raw::peak_rss(pid);
-    if let Some(local) = local {
-        local.stop.send(()).ok();
-        local.handle.await??;
-        report.disk_bytes = Some(raw::dir_size(&local.dir));
+    if let Some(Local { server, _temp }) = local {
+        let dir = server.data_dir.clone();
+        server.stop().await?;
+        report.disk_bytes = Some(raw::dir_size(&dir));
         if plan.compact {
-            raw::compact(&local.dir)?;
-            report.disk_bytes_compacted = Some(raw::dir_size(&local.dir));
+            raw::compact(&dir)?;
+            report.disk_bytes_compacted = Some(raw::dir_size(&dir));
         }
     }
     Ok(report)
@@ -197,19 +196,15 @@ async fn start(target: &Target) -> anyhow::Result<(String, Option<Local>, Option
         block_cache_mb: cache,
         ..Default::default()
     };
-    let mut config = config;
-    config.notifications.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(ei_server::server::run(listener, config, async move {
-        let _ = rx.await;
-    }));
+    let options = Options {
+        data_dir: DataDir::Config,
+        ..Options::default()
+    };
+    let server = Harness::start(config, options).await?;
+    let base = server.base.clone();
     let local = Local {
-        dir,
+        server,
         _temp: temp,
-        stop,
-        handle,
     };
     Ok((base, Some(local), None))
 }

@@ -75,6 +75,11 @@ pub fn planned_calls(rate_per_s: f64, duration: Duration) -> u64 {
     (rate_per_s * duration.as_secs_f64() + 1e-9).floor() as u64
 }
 
+/// When call `seq` of a stream at `rate_per_s` is due, after the phase's start.
+pub fn due(rate_per_s: f64, seq: u64) -> Duration {
+    Duration::from_secs_f64(seq as f64 / rate_per_s)
+}
+
 struct Shared {
     client: Client,
     sem: Semaphore,
@@ -158,7 +163,7 @@ impl ScheduledStream {
     /// Dispatches each call at its time; the times never depend on answers.
     async fn dispatch(self, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Done>) {
         for seq in 0..self.calls {
-            let at = self.start + Duration::from_secs_f64(seq as f64 / self.rate);
+            let at = self.start + due(self.rate, seq);
             tokio::time::sleep_until(at).await;
             if shared.stop.load(Ordering::Relaxed) {
                 break;
@@ -262,4 +267,28 @@ async fn collect(
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the schedule itself: a stream offers exactly its rate, evenly spaced,
+    /// every call due strictly inside the phase.
+    #[test]
+    fn the_schedule_spaces_calls_evenly_inside_the_phase() {
+        let phase = Duration::from_secs(3);
+        for (rate, calls) in [(40.0, 120), (10.0, 30), (4.0, 12), (0.25, 0), (2.5, 7)] {
+            let n = planned_calls(rate, phase);
+            assert_eq!(n, calls, "{rate}/s");
+            let times: Vec<Duration> = (0..n).map(|k| due(rate, k)).collect();
+            assert!(times.iter().all(|t| *t < phase), "{rate}/s: {times:?}");
+            for (k, pair) in times.windows(2).enumerate() {
+                let gap = (pair[1] - pair[0]).as_secs_f64();
+                assert!((gap - 1.0 / rate).abs() < 1e-6, "{rate}/s, call {k}: {gap}");
+            }
+        }
+        assert_eq!(due(20.0, 0), Duration::ZERO);
+        assert!((due(20.0, 19).as_secs_f64() - 0.95).abs() < 1e-6);
+    }
 }

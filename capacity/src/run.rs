@@ -58,13 +58,10 @@ pub async fn run(settings: &Settings, progress: &Progress) -> Result<Report, Run
 
 #[cfg(feature = "embedded")]
 async fn run_embedded(settings: &Settings, progress: &Progress) -> Result<Report, RunError> {
-    let server = crate::target::Embedded::start(&settings.index_hsa_id)?;
-    progress.line(&format!("embedded ei-server on {}", server.base_url));
-    let base = server.base_url.clone();
-    let report = run_against(&base, "embedded", settings, progress).await;
-    tokio::task::spawn_blocking(move || server.stop())
-        .await
-        .map_err(|_| TargetError::Panicked)??;
+    let server = crate::target::start_embedded(&settings.index_hsa_id).await?;
+    progress.line(&format!("embedded ei-server on {}", server.base));
+    let report = run_against(&server.base, "embedded", settings, progress).await;
+    server.stop().await.map_err(TargetError::from)?;
     report
 }
 

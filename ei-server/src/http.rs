@@ -210,8 +210,13 @@ async fn schema_handler(Path(path): Path<String>) -> Response {
     }
 }
 
+/// What `/ready`, `/readyz` and the `ei_ready` gauge report: one answer for all three.
+fn is_ready(state: &AppState) -> bool {
+    state.ready.load(Ordering::Relaxed)
+}
+
 async fn ready_handler(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
+    if is_ready(&state) {
         (StatusCode::OK, "READY").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "NOT READY").into_response()
@@ -297,7 +302,7 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         (
             "ei_ready",
             "1 while the store is open and requests are served (what /readyz answers).",
-            f64::from(u8::from(state.ready.load(Ordering::Relaxed))),
+            f64::from(u8::from(is_ready(&state))),
         ),
     ]);
     text.push_str(&state.connections.render());

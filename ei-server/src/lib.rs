@@ -18,8 +18,9 @@
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
 //! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
 //! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
-//! [`transfer`] (export, import and the Java index's MySQL export) and [`cli`] (the
-//! `ei-server` command line and its subcommands).
+//! [`transfer`] (export, import and the Java index's MySQL export), [`cli`] (the
+//! `ei-server` command line and its subcommands) and [`harness`] (the server
+//! in-process for tests, benchmarks and `capacity --embedded`).
 //!
 //! Layers flow one way: http → service → (codec, rules, apply) → store.
 
@@ -36,6 +37,8 @@ pub mod wsdl;
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod harness;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]

@@ -118,7 +118,19 @@ pub async fn run(
             .await
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))??
     };
-    let store = Arc::new(store);
+    run_with_store(listener, config, Arc::new(store), shutdown).await
+}
+
+/// Serves an opened `store` (see [`open_store`]) on `listener` until `shutdown`
+/// resolves, then drains and closes the store. [`run`] is this after opening the
+/// store; the in-process harness ([`crate::harness`]) calls it to keep a handle on
+/// the store it serves.
+pub async fn run_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

@@ -1,5 +1,5 @@
-//! Shared helpers: short-run settings against the embedded server, and a slow stub
-//! server on loopback.
+//! Shared helpers: short-run settings against the embedded server, and a stub server
+//! on loopback that answers as a test needs.
 #![allow(dead_code)]
 
 use capacity::file;
@@ -8,6 +8,7 @@ use capacity::target::TargetSpec;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Two source systems, all three contracts, one grundladdning; rates low enough for
@@ -64,41 +65,62 @@ pub fn settings(plan: &str) -> Settings {
     }
 }
 
-/// An HTTP server on `127.0.0.1:0` that answers every POST with an empty
-/// FindContent reply after holding one global lock for `service` — so it serves one
-/// request at a time, and the rest queue. Records when each request arrived.
-pub struct SlowStub {
+/// How the [`Stub`] answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    /// Holds every request until `n` have arrived, then answers (all held and later
+    /// ones at once) with an empty FindContent reply: no answer before the n-th call
+    /// was sent, whatever the clock does.
+    AfterArrivals(usize),
+    /// HTTP 500 with a SOAP fault, at once.
+    Fault,
+}
+
+/// An HTTP server on `127.0.0.1:0` that answers every POST as `answer` says, and
+/// records when each request arrived.
+pub struct Stub {
     pub base: String,
     pub arrivals: Arc<Mutex<Vec<Instant>>>,
 }
 
-impl SlowStub {
-    pub async fn start(service: Duration) -> SlowStub {
+impl Stub {
+    pub async fn start(answer: Answer) -> Stub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let arrivals = Arc::new(Mutex::new(Vec::new()));
-        let server = Arc::new(tokio::sync::Mutex::new(()));
+        let (arrived, _) = watch::channel(0usize);
+        let arrived = Arc::new(arrived);
         let recorded = arrivals.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                tokio::spawn(serve(conn, server.clone(), recorded.clone(), service));
+                tokio::spawn(serve(conn, answer, arrived.clone(), recorded.clone()));
             }
         });
-        SlowStub { base, arrivals }
+        Stub { base, arrivals }
     }
 }
 
 async fn serve(
     conn: tokio::net::TcpStream,
-    server: Arc<tokio::sync::Mutex<()>>,
+    answer: Answer,
+    arrived: Arc<watch::Sender<usize>>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
-    service: Duration,
 ) {
-    let mut reply = String::new();
-    ei_server::codec::write_find_content_response(&mut reply, []);
+    let (status, reply) = match answer {
+        Answer::AfterArrivals(_) => {
+            let mut out = String::new();
+            ei_server::codec::write_find_content_response(&mut out, []);
+            ("200 OK", out)
+        }
+        Answer::Fault => {
+            let mut out = String::new();
+            ei_server::codec::write_fault(&mut out, "soap:Server", "stub fault");
+            ("500 Internal Server Error", out)
+        }
+    };
     let mut conn = BufReader::new(conn);
     loop {
         let mut length = 0usize;
@@ -119,12 +141,13 @@ async fn serve(
         arrivals.lock().unwrap().push(Instant::now());
         let mut body = vec![0; length];
         conn.read_exact(&mut body).await.unwrap();
-        {
-            let _one_at_a_time = server.lock().await;
-            tokio::time::sleep(service).await;
+        arrived.send_modify(|n| *n += 1);
+        if let Answer::AfterArrivals(n) = answer {
+            let mut seen = arrived.subscribe();
+            let _ = seen.wait_for(|a| *a >= n).await;
         }
         let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/xml; charset=UTF-8\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status}\r\ncontent-type: text/xml; charset=UTF-8\r\ncontent-length: {}\r\n\r\n",
             reply.len()
         );
         let out = conn.get_mut();

@@ -129,7 +129,7 @@ fn plan_refuses_a_production_start_within_fourteen_days_but_not_in_test() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_refuses_inputs_that_changed_since_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..5).map(row));
     let (plan_path, _) = plan(dir.path(), &server.base, &[&input], &["--pause-ms", "0"]).await;
     write_csv(dir.path(), "load.csv", (0..6).map(row));
@@ -141,7 +141,7 @@ async fn run_refuses_inputs_that_changed_since_the_plan() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("changed since the plan was made"), "{err}");
     assert_eq!(count(&server.base).await, 0);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn shipped_examples_pass_check() {
 async fn a_fault_retrying_cannot_fix_stops_the_run_with_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     // An index with another HSA-id: every Update is refused with EI003 (invalid routing).
-    let mut server = Server::start(&dir.path().join("data"), |c| {
+    let server = start_index(&dir.path().join("data"), |c| {
         c.hsa_id = "another-index".into()
     })
     .await;
@@ -185,7 +185,7 @@ async fn a_fault_retrying_cannot_fix_stops_the_run_with_exit_3() {
         "{err}"
     );
     assert_eq!(count(&server.base).await, 0);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 /// Runs the binary with stdout a pipe whose reader is already gone, as in

@@ -1,68 +1,42 @@
-//! Shared test helpers: the real index in-process on loopback, input files, an
+//! Shared test helpers: the real index in-process on loopback (the server's harness), input files, an
 //! environment file and plans made through the CLI's own `plan` command.
 #![allow(dead_code)]
 
 use ei_loader::cli::{execute, Cli};
 use ei_loader::plan::Plan;
 use ei_server::config::Config;
+pub use ei_server::harness::Harness;
+use ei_server::harness::{DataDir, Options};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tokio::sync::oneshot;
 
 pub const INDEX_HSA_ID: &str = "5565594230";
 pub const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
 pub const HEADER: &str = "registeredResidentIdentification,serviceDomain,categorization,logicalAddress,businessObjectInstanceIdentifier,clinicalProcessInterestId,mostRecentContent,sourceSystem,dataController,deleteFlag";
 
-/// The index, in-process on 127.0.0.1.
-pub struct Server {
-    pub base: String,
-    pub addr: SocketAddr,
-    pub data_dir: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<Result<(), ei_server::server::ServerError>>>,
+/// The index in-process on `data_dir` ([`ei_server::harness`]), on a free loopback port.
+pub async fn start_index(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Harness {
+    start_index_at(data_dir, "127.0.0.1:0".parse().unwrap(), adjust).await
 }
 
-impl Server {
-    pub async fn start(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Server {
-        Server::start_at(data_dir, "127.0.0.1:0".parse().unwrap(), adjust).await
-    }
-
-    /// Starts on a given address (to bring a stopped index back on its port).
-    pub async fn start_at(
-        data_dir: &Path,
-        addr: SocketAddr,
-        adjust: impl FnOnce(&mut Config),
-    ) -> Server {
-        let mut config = Config {
-            data_dir: data_dir.to_owned(),
-            hsa_id: INDEX_HSA_ID.into(),
-            ..Config::default()
-        };
-        config.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
-        adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(ei_server::server::run(listener, config, async move {
-            let _ = rx.await;
-        }));
-        Server {
-            base: format!("http://{addr}"),
-            addr,
-            data_dir: data_dir.to_owned(),
-            shutdown: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-    }
+/// The index on a given address (to bring a stopped index back on its port).
+pub async fn start_index_at(
+    data_dir: &Path,
+    addr: SocketAddr,
+    adjust: impl FnOnce(&mut Config),
+) -> Harness {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        hsa_id: INDEX_HSA_ID.into(),
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let options = Options {
+        data_dir: DataDir::Config,
+        listen: addr,
+        ..Options::default()
+    };
+    Harness::start(config, options).await.unwrap()
 }
 
 /// The exact number of posts in the index (`/status`).

@@ -9,7 +9,7 @@ use ei_loader::run::{rejects_path_for, Outcome};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_records_go_to_the_reject_file_and_the_rest_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |c| {
+    let server = start_index(&dir.path().join("data"), |c| {
         c.reserved_hsa_ids = Some(vec![
             INDEX_HSA_ID.into(),
             "platform-hsa-id".into(),
@@ -85,7 +85,7 @@ async fn refused_records_go_to_the_reject_file_and_the_rest_loads() {
         rejects[0]["record"]["registeredResidentIdentification"],
         resident(5)
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 /// Forwards to `upstream`, rewriting each fault's text so it names no transaction
@@ -137,7 +137,7 @@ async fn start_unnamed_fault_proxy(upstream: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_naming_no_transaction_is_isolated_by_halving() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |c| {
+    let server = start_index(&dir.path().join("data"), |c| {
         c.reserved_hsa_ids = Some(vec![INDEX_HSA_ID.into(), "SE-RESERVED".into()]);
     })
     .await;
@@ -180,5 +180,5 @@ async fn a_fault_naming_no_transaction_is_isolated_by_halving() {
     // Each call of 16 holding one bad record costs 9 calls: the call, then two halves
     // at each of 4 levels (16 -> 8 -> 4 -> 2 -> 1); the third call of 8 is clean.
     assert_eq!(summary.calls, 9 + 9 + 1);
-    server.stop().await;
+    server.stop().await.unwrap();
 }

@@ -40,7 +40,7 @@ fn overlaps(a: &Ranges, b: &Ranges) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_run_resumes_without_resending_acknowledged_posts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..400).map(row));
     let (plan_path, _) = plan(
         dir.path(),
@@ -135,13 +135,13 @@ async fn killed_run_resumes_without_resending_acknowledged_posts() {
     assert!(!journal(&plan_path)[before..]
         .iter()
         .any(|e| matches!(e, Event::Send { .. })));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..300).map(row));
     let (plan_path, _) = plan(
         dir.path(),
@@ -184,5 +184,5 @@ async fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(count(&server.base).await, 300);
-    server.stop().await;
+    server.stop().await.unwrap();
 }

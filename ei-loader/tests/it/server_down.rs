@@ -11,7 +11,7 @@ use std::time::Duration;
 async fn load_completes_when_the_index_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::start(&data, |_| {}).await;
+    let server = start_index(&data, |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..300).map(row));
     let (plan_path, plan) = plan(
         dir.path(),
@@ -45,14 +45,15 @@ async fn load_completes_when_the_index_comes_back() {
     while count(&server.base).await < 50 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    server.stop().await;
+    let addr = server.addr;
+    server.stop().await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let mut server = Server::start_at(&data, server.addr, |_| {}).await;
+    let server = start_index_at(&data, addr, |_| {}).await;
 
     let summary = loading.await.unwrap().unwrap();
     assert_eq!(summary.outcome, Outcome::Completed);
     assert!(summary.retries >= 1, "the outage was retried");
     assert_eq!((summary.loaded, summary.rejected), (300, 0));
     assert_eq!(count(&server.base).await, 300);
-    server.stop().await;
+    server.stop().await.unwrap();
 }

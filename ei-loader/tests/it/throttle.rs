@@ -81,7 +81,7 @@ async fn start_proxy(upstream: String) -> (String, Arc<Mutex<Recording>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_flight_call_size_and_pause_respect_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let (proxy, rec) = start_proxy(server.base.clone()).await;
     let input = write_csv(dir.path(), "load.csv", (0..150).map(row));
     let (plan_path, plan) = plan(
@@ -128,5 +128,5 @@ async fn calls_in_flight_call_size_and_pause_respect_the_plan() {
         smallest_gap >= Duration::from_millis(100),
         "smallest gap between a worker's calls: {smallest_gap:?}"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }

@@ -140,7 +140,7 @@ async fn tls_plan(dir: &Path, env: &Path, input: &Path) -> (PathBuf, ei_loader::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_over_mutual_tls_with_the_profiles_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let proxy = start_tls_proxy(server.base.clone()).await;
     let input = write_csv(dir.path(), "load.csv", (0..25).map(row));
     let env = tls_env(dir.path(), &proxy, true);
@@ -168,13 +168,13 @@ async fn loads_over_mutual_tls_with_the_profiles_client_certificate() {
         .await,
         0
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_client_certificate_the_handshake_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let proxy = start_tls_proxy(server.base.clone()).await;
     let input = write_csv(dir.path(), "load.csv", (0..5).map(row));
     let env = tls_env(dir.path(), &proxy, false);
@@ -194,5 +194,5 @@ async fn without_a_client_certificate_the_handshake_is_refused() {
     .unwrap_err();
     assert!(matches!(err, RunError::GaveUp { attempts: 1, .. }), "{err}");
     assert_eq!(count(&server.base).await, 0);
-    server.stop().await;
+    server.stop().await.unwrap();
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_every_loaded_post_and_reports_the_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..50).map(row));
     let (plan_path, plan) = plan(
         dir.path(),
@@ -62,13 +62,13 @@ async fn verify_finds_every_loaded_post_and_reports_the_missing() {
     expect.sort_unstable();
     assert_eq!(lines, expect);
     assert_eq!(cli(&["verify", plan_arg, "--sample", "50"]).await, 1);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_answers_for_a_known_and_an_unknown_resident() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..3).map(row));
     let (plan_path, plan) = plan(dir.path(), &server.base, &[&input], &["--pause-ms", "0"]).await;
     run_now(&plan_path, &plan).await;
@@ -105,17 +105,10 @@ async fn probe_answers_for_a_known_and_an_unknown_resident() {
         .await,
         1
     );
-    server.stop().await;
+    let base = server.base.clone();
+    server.stop().await.unwrap();
     assert_eq!(
-        cli(&[
-            "probe",
-            &server.base,
-            "--known",
-            &known,
-            "--timeout-ms",
-            "500"
-        ])
-        .await,
+        cli(&["probe", &base, "--known", &known, "--timeout-ms", "500"]).await,
         1,
         "an index that does not answer fails the probe"
     );

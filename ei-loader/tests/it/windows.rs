@@ -12,7 +12,7 @@ use time::macros::datetime;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_for_the_window_pauses_at_its_end_and_resumes_in_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..100).map(row));
     let (plan_path, mut plan) = plan(
         dir.path(),
@@ -71,13 +71,13 @@ async fn waits_for_the_window_pauses_at_its_end_and_resumes_in_the_next() {
         );
     }
     assert!(to_local(clock.now()) >= datetime!(2026-12-11 22:04));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn does_not_start_before_the_planned_start_unless_told_to() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), |_| {}).await;
+    let server = start_index(&dir.path().join("data"), |_| {}).await;
     let input = write_csv(dir.path(), "load.csv", (0..5).map(row));
     let (plan_path, mut plan) =
         plan(dir.path(), &server.base, &[&input], &["--pause-ms", "0"]).await;
@@ -129,5 +129,5 @@ async fn does_not_start_before_the_planned_start_unless_told_to() {
         "--now does not wait"
     );
     assert_eq!(count(&server.base).await, 10);
-    server.stop().await;
+    server.stop().await.unwrap();
 }

@@ -40,7 +40,7 @@ impl LockState {
 
 /// The stored lock; off when never set.
 pub(super) fn read(db: &DB) -> Result<WriteLock, StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = super::rocks::handle(db, schema::CF_META)?;
     Ok(match db.get_pinned_cf(meta, schema::META_WRITE_LOCK)? {
         Some(v) => schema::decode_write_lock(&v)?,
         None => WriteLock::default(),
@@ -61,7 +61,7 @@ pub(super) fn switch(db: &DB, state: &LockState, enabled: bool) -> Result<WriteL
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = super::rocks::handle(db, schema::CF_META)?;
     let mut batch = WriteBatch::default();
     batch.put_cf(
         meta,

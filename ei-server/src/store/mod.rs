@@ -17,16 +17,20 @@
 
 pub mod backup;
 pub mod export;
+mod faults;
 pub mod import;
 mod internals;
 mod lock;
 mod outbox;
+mod rocks;
 pub mod schema;
 pub mod stats;
 mod writer;
 
+pub use faults::{Fault, Faults, Hold, Times};
 pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::{unix_ms, DeadLetter};
+use rocks::Rocks;
 pub use schema::WriteLock;
 use writer::{Message, WriteJob, Writer};
 
@@ -35,8 +39,8 @@ use crate::metrics::Metrics;
 use crate::model::{Engagement, FindQuery, PostRef, Timestamp, Transaction};
 use crate::operation::WriteOperation;
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +63,9 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// A fault a test armed through [`Faults`].
+    #[error("{0}")]
+    Injected(Fault),
     /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
     #[error("the writer queue is full")]
     Busy,
@@ -99,7 +106,7 @@ impl StoreOptions {
 
 /// The open store. Share it behind an `Arc`; call [`Store::close`] once at the end.
 pub struct Store {
-    db: Arc<DB>,
+    db: Arc<Rocks>,
     path: PathBuf,
     queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
@@ -115,6 +122,8 @@ pub struct Store {
     stats: Arc<Mutex<stats::PostStats>>,
     /// Write requests queued and not yet taken by the writer.
     queued: Arc<AtomicU64>,
+    /// The fault-injection seam its writer consults (tests only).
+    faults: Arc<Faults>,
 }
 
 impl Store {
@@ -124,7 +133,7 @@ impl Store {
         options: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Store, StoreError> {
-        let db = Arc::new(open_db(path, &options)?);
+        let db = Arc::new(Rocks::with_handles(open_db(path, &options)?)?);
         check_schema(&db, path)?;
         let count = Arc::new(AtomicU64::new(read_count(&db)?));
         let head = outbox::read_head(&db)?;
@@ -134,8 +143,10 @@ impl Store {
         let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
+        let faults = Arc::new(Faults::default());
         let writer = Writer {
             queued: queued.clone(),
+            faults: faults.clone(),
             db: db.clone(),
             options,
             count: count.clone(),
@@ -164,6 +175,7 @@ impl Store {
             backup_lock: Mutex::new(()),
             stats,
             queued,
+            faults,
         })
     }
 
@@ -240,7 +252,8 @@ impl Store {
         mut f: impl FnMut(&PostRef<'_>),
     ) -> Result<usize, StoreError> {
         let mut n = 0;
-        for item in self.scan_prefix(schema::CF_ENGAGEMENTS, &schema::query_prefix(q)) {
+        let cf = self.db.cf().engagements;
+        for item in self.scan_prefix(cf, &schema::query_prefix(q)) {
             let (k, v) = item?;
             let [most_recent_content, creation_time, update_time] = schema::decode_times(&v)?;
             let post = PostRef {
@@ -259,8 +272,11 @@ impl Store {
 
     /// Every entry of a column family whose key starts with `prefix` (prefixes end in
     /// a byte below 0xFF, see [`schema::prefix_upper_bound`]).
-    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
-        let cf = self.db.cf_handle(cf).expect("column family exists");
+    fn scan_prefix<'a>(
+        &'a self,
+        cf: &'a ColumnFamily,
+        prefix: &[u8],
+    ) -> rocksdb::DBIteratorWithThreadMode<'a, DB> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(prefix));
         self.db
@@ -284,13 +300,18 @@ impl Store {
 
     /// A RocksDB integer property (e.g. `rocksdb.estimate-live-data-size`).
     pub fn property(&self, name: &str) -> Option<u64> {
-        let cf = self.db.cf_handle(schema::CF_ENGAGEMENTS)?;
+        let cf = self.db.cf().engagements;
         self.db.property_int_value_cf(cf, name).ok().flatten()
     }
 
     /// The metrics the store updates.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The fault-injection seam of this store's writer (tests only; see [`Faults`]).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Finishes every queued write, stops the writer and flushes. Later writes fail
@@ -395,7 +416,7 @@ pub fn engagements_options(table: &BlockBasedOptions) -> Options {
 }
 
 fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = rocks::handle(db, schema::CF_META)?;
     match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
         Some(v) => {
             let found = u32::from_be_bytes(
@@ -428,7 +449,7 @@ fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
 
 /// The schema check of a store opened read-only: it must already be one of ours.
 fn check_schema_read_only(db: &DB, path: &Path) -> Result<(), StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = rocks::handle(db, schema::CF_META)?;
     match db.get_pinned_cf(meta, schema::META_SCHEMA_VERSION)? {
         Some(_) => check_schema(db, path),
         None => Err(StoreError::Corrupt(schema::Corrupt(format!(
@@ -455,7 +476,7 @@ fn load_stats(db: &DB) -> Result<stats::PostStats, StoreError> {
 }
 
 fn read_count(db: &DB) -> Result<u64, StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = rocks::handle(db, schema::CF_META)?;
     Ok(
         match db.get_pinned_cf(meta, schema::META_ENGAGEMENT_COUNT)? {
             Some(v) => u64::from_be_bytes(

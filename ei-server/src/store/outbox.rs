@@ -5,10 +5,10 @@
 //! collection live here too, and the reads a resync or replay makes of the posts.
 //! Every method blocks: the notifier calls them on blocking threads.
 
-use super::{schema, Store, StoreError};
+use super::{schema, Rocks, Store, StoreError};
 use crate::apply::{Change, ChangeKind};
 use crate::model::{Action, Engagement, EngagementKey};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 use schema::OutboxEntry;
 use std::sync::Mutex;
 
@@ -17,15 +17,13 @@ static DEAD_LETTER_IDS: Mutex<()> = Mutex::new(());
 
 /// The next sequence number: one past the last entry in the outbox (or the highest
 /// cursor, if the outbox was emptied by garbage collection).
-pub(super) fn read_head(db: &DB) -> Result<u64, StoreError> {
-    let cf = db
-        .cf_handle(schema::CF_OUTBOX)
-        .expect("column family exists");
+pub(super) fn read_head(db: &Rocks) -> Result<u64, StoreError> {
+    let cf = db.cf().outbox;
     let last = match db.iterator_cf(cf, IteratorMode::End).next() {
         Some(item) => seq_of(&item?.0)? + 1,
         None => 0,
     };
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = db.cf().meta;
     let mut head = last;
     for item in db.prefix_iterator_cf(meta, schema::META_CURSOR_PREFIX.as_bytes()) {
         let (k, v) = item?;
@@ -80,10 +78,8 @@ pub fn entries_of(changes: &[Change], committed_ms: u64) -> Vec<OutboxEntry> {
 }
 
 /// Appends a request's changes to the batch, numbering them from `*seq`.
-pub(super) fn append(db: &DB, batch: &mut WriteBatch, seq: &mut u64, changes: &[Change]) {
-    let cf = db
-        .cf_handle(schema::CF_OUTBOX)
-        .expect("column family exists");
+pub(super) fn append(db: &Rocks, batch: &mut WriteBatch, seq: &mut u64, changes: &[Change]) {
+    let cf = db.cf().outbox;
     for e in entries_of(changes, unix_ms()) {
         batch.put_cf(cf, seq.to_be_bytes(), schema::encode_outbox(&e));
         *seq += 1;
@@ -112,10 +108,7 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_OUTBOX)
-            .expect("column family exists");
+        let cf = self.db.cf().outbox;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
         for item in self
@@ -145,7 +138,7 @@ impl Store {
     pub fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = schema::META_CURSOR_PREFIX.as_bytes();
         let mut out = Vec::new();
-        for item in self.scan_prefix(schema::CF_META, prefix) {
+        for item in self.scan_prefix(self.db.cf().meta, prefix) {
             let (k, v) = item?;
             let la = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((la, seq_of(&v)?));
@@ -248,7 +241,7 @@ impl Store {
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
         let prefix = schema::dead_letter_prefix(subscriber);
         let mut out = Vec::new();
-        for item in self.scan_prefix(schema::CF_DEAD_LETTERS, &prefix) {
+        for item in self.scan_prefix(self.db.cf().dead_letters, &prefix) {
             let (k, v) = item?;
             let id = seq_of(&k[prefix.len()..])?;
             let (error, entries) = schema::decode_dead_letter(&v)?;
@@ -268,7 +261,7 @@ impl Store {
     pub fn subscriber_records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = schema::META_SUBSCRIBER_PREFIX.as_bytes();
         let mut out = Vec::new();
-        for item in self.scan_prefix(schema::CF_META, prefix) {
+        for item in self.scan_prefix(self.db.cf().meta, prefix) {
             let (k, v) = item?;
             let la = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((la, v.to_vec()));
@@ -304,10 +297,7 @@ impl Store {
 
     /// The stored post of `key`, if any (replay sends the current state).
     pub fn post(&self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_ENGAGEMENTS)
-            .expect("column family exists");
+        let cf = self.db.cf().engagements;
         match self.db.get_pinned_cf(cf, schema::encode_key(key))? {
             Some(v) => Ok(Some(schema::decode_value(key.clone(), &v)?)),
             None => Ok(None),
@@ -321,10 +311,7 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<Engagement>, Option<Vec<u8>>), StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_ENGAGEMENTS)
-            .expect("column family exists");
+        let cf = self.db.cf().engagements;
         let mode = match after {
             Some(k) => IteratorMode::From(k, Direction::Forward),
             None => IteratorMode::Start,
@@ -352,25 +339,18 @@ impl Store {
         if below == 0 {
             return Ok(());
         }
-        let cf = self
-            .db
-            .cf_handle(schema::CF_OUTBOX)
-            .expect("column family exists");
+        let cf = self.db.cf().outbox;
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf, 0u64.to_be_bytes(), below.to_be_bytes());
         Ok(self.db.write(b)?)
     }
 
     fn meta(&self) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(schema::CF_META)
-            .expect("column family exists")
+        self.db.cf().meta
     }
 
     fn dead_cf(&self) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(schema::CF_DEAD_LETTERS)
-            .expect("column family exists")
+        self.db.cf().dead_letters
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@
 
 use super::schema;
 use super::StoreError;
-use rocksdb::{IteratorMode, WriteBatch, DB};
+use rocksdb::{ColumnFamily, IteratorMode, WriteBatch, DB};
 use std::collections::{BTreeMap, HashMap};
 
 /// Which field a counter counts by.
@@ -121,11 +121,10 @@ impl StatsDelta {
     /// deleted) and returns them, to publish once the batch is written.
     pub(super) fn put(
         &self,
-        db: &DB,
+        meta: &ColumnFamily,
         now: &PostStats,
         batch: &mut WriteBatch,
     ) -> Vec<(StatsField, String, u64)> {
-        let meta = db.cf_handle(schema::CF_META).expect("column family exists");
         let mut out = Vec::new();
         for (f, map) in StatsField::ALL.into_iter().zip(&self.0) {
             for (value, d) in map.iter().filter(|(_, d)| **d != 0) {
@@ -158,7 +157,7 @@ pub(super) fn publish(stats: &mut PostStats, values: Vec<(StatsField, String, u6
 
 /// The stored counters; `None` when this data directory has none yet.
 pub(super) fn read(db: &DB) -> Result<Option<PostStats>, StoreError> {
-    let meta = db.cf_handle(schema::CF_META).expect("column family exists");
+    let meta = super::rocks::handle(db, schema::CF_META)?;
     if db
         .get_pinned_cf(meta, schema::META_STATS_VERSION)?
         .is_none()
@@ -187,9 +186,7 @@ pub(super) fn read(db: &DB) -> Result<Option<PostStats>, StoreError> {
 
 /// Counts every post (for a data directory written before the counters existed).
 pub(super) fn scan(db: &DB) -> Result<PostStats, StoreError> {
-    let cf = db
-        .cf_handle(schema::CF_ENGAGEMENTS)
-        .expect("column family exists");
+    let cf = super::rocks::handle(db, schema::CF_ENGAGEMENTS)?;
     let mut stats = PostStats::default();
     for item in db.iterator_cf(cf, IteratorMode::Start) {
         let (k, _) = item?;

@@ -149,37 +149,150 @@ async fn notification_owner_change_keeps_count() {
     store.close();
 }
 
+/// Polls a future once (so a `Store::write` has queued its request) and keeps it.
+async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) {
+    std::future::poll_fn(|cx| {
+        assert!(
+            std::pin::Pin::new(&mut *f).poll(cx).is_pending(),
+            "answered while the writer is held"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
+type Pending = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Change>, Arc<StoreError>>> + Send>,
+>;
+
+/// Request `i`: a post of its own resident and one category of a shared resident.
+fn request(store: &Arc<Store>, i: usize) -> Pending {
+    let store = store.clone();
+    Box::pin(async move {
+        let txs = update(vec![
+            tx(&format!("r{i}"), "a", None, false),
+            tx("shared", &format!("c{i}"), None, false),
+        ]);
+        store
+            .write(WriteOperation::Update, txs, ts("20261122100000"))
+            .await
+    })
+}
+
+/// Holds the writer on request 0's group, then queues requests `1..n` behind it:
+/// returns them all, not yet answered, with the hold released.
+async fn queue_behind_a_held_group(store: &Arc<Store>, n: usize) -> Vec<Pending> {
+    let hold = store.faults().hold_writer();
+    let mut first = request(store, 0);
+    poll_once(&mut first).await;
+    assert!(
+        hold.wait_until_held(std::time::Duration::from_secs(30)),
+        "the writer took request 0"
+    );
+    let mut all = vec![first];
+    for i in 1..n {
+        let mut r = request(store, i);
+        poll_once(&mut r).await;
+        all.push(r);
+    }
+    assert_eq!(store.queue_depth(), n as u64 - 1, "queued behind the group");
+    hold.release();
+    all
+}
+
+/// Guards group commit: the requests that queue while the writer is busy are written
+/// together, as one batch (one fsync), and none is lost. Request 0 is taken alone;
+/// the 63 queued behind it make exactly one more group.
 #[tokio::test]
-async fn concurrent_writes_are_group_committed_and_none_lost() {
+async fn requests_queued_behind_a_commit_share_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));
-    let mut tasks = Vec::new();
-    for i in 0..64 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let txs = update(vec![
-                tx(&format!("r{i}"), "a", None, false),
-                tx("shared", &format!("c{i}"), None, false),
-            ]);
-            store
-                .write(WriteOperation::Update, txs, ts("20261122100000"))
-                .await
-                .unwrap()
-        }));
+    for r in queue_behind_a_held_group(&store, 64).await {
+        assert_eq!(r.await.unwrap().len(), 2);
     }
-    for t in tasks {
-        assert_eq!(t.await.unwrap().len(), 2);
-    }
-    assert_eq!(store.engagement_count(), 128);
-    assert_eq!(store.find(&query("shared", None)).unwrap().len(), 64);
     let commits = store
         .metrics()
         .group_commits
         .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(
-        (1..=64).contains(&commits),
-        "{commits} group commits for 64 requests"
+    assert_eq!(commits, 2, "1 group for request 0, 1 for the 63 behind it");
+    assert_eq!(store.engagement_count(), 128);
+    assert_eq!(store.find(&query("shared", None)).unwrap().len(), 64);
+    store.close();
+}
+
+/// Guards the failure path of a group commit: every request of the failed groups gets
+/// the error, nothing of them is written (posts, count, outbox, metrics), and the
+/// same requests succeed once the fault is cleared.
+#[tokio::test]
+async fn a_failed_group_commit_fails_every_request_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(OWN);
+    opts.outbox = true;
+    let store = Arc::new(Store::open(dir.path(), opts, Arc::new(Metrics::default())).unwrap());
+    store
+        .write(
+            WriteOperation::Update,
+            update(vec![tx("before", "a", None, false)]),
+            ts("20261122090000"),
+        )
+        .await
+        .unwrap();
+    let head = *store.outbox_commits().borrow();
+    store.faults().fail(Fault::Sync, Times::Next(2));
+    for r in queue_behind_a_held_group(&store, 8).await {
+        let err = r.await.unwrap_err();
+        assert!(matches!(*err, StoreError::Injected(Fault::Sync)), "{err}");
+    }
+    assert_eq!(store.faults().injected(), 2, "both groups failed");
+    assert_eq!(store.engagement_count(), 1);
+    assert!(store.find(&query("shared", None)).unwrap().is_empty());
+    assert_eq!(*store.outbox_commits().borrow(), head);
+    assert!(store.read_outbox(head, 100).unwrap().is_empty());
+    let m = store.metrics();
+    assert_eq!(
+        m.group_commits.load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
+    assert_eq!(m.inserted.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    for i in 0..8 {
+        assert_eq!(request(&store, i).await.unwrap().len(), 2, "request {i}");
+    }
+    assert_eq!(store.engagement_count(), 17);
+    assert_eq!(store.read_outbox(head, 100).unwrap().len(), 16);
+    store.close();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.engagement_count(), 17, "the stored count is exact");
+    assert_eq!(store.find(&query("shared", None)).unwrap().len(), 8);
+    store.close();
+}
+
+/// A sync fault needs a sync: with the WAL sync off (benchmarks) it never fires, a
+/// write fault does; `UntilCleared` fails until cleared.
+#[tokio::test]
+async fn fault_points_and_their_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(OWN);
+    opts.sync = false;
+    let store = Store::open(dir.path(), opts, Arc::new(Metrics::default())).unwrap();
+    let write = |r: &str| {
+        store.write(
+            WriteOperation::Update,
+            update(vec![tx(r, "a", None, false)]),
+            ts("20261122100000"),
+        )
+    };
+    store.faults().fail(Fault::Sync, Times::UntilCleared);
+    write("1").await.unwrap();
+    store.faults().fail(Fault::Write, Times::UntilCleared);
+    for r in ["2", "3", "4"] {
+        assert!(write(r).await.is_err());
+    }
+    assert_eq!(store.faults().injected(), 3);
+    store.faults().clear();
+    write("5").await.unwrap();
+    assert_eq!(store.engagement_count(), 2);
     store.close();
 }
 
@@ -203,7 +316,7 @@ fn refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        let meta = store.db.cf_handle(schema::CF_META).unwrap();
+        let meta = store.db.cf().meta;
         store
             .db
             .put_cf(meta, schema::META_SCHEMA_VERSION, 99u32.to_be_bytes())

@@ -4,12 +4,12 @@
 
 use super::lock::{self, LockState};
 use super::stats::{self, PostStats, StatsDelta};
-use super::{outbox, schema, StoreError, StoreOptions};
+use super::{outbox, schema, Faults, Rocks, StoreError, StoreOptions};
 use crate::apply::{apply, Change, ChangeKind, Mutation, View};
 use crate::metrics::Metrics;
 use crate::model::{Engagement, EngagementKey, Timestamp, Transaction};
 use crate::operation::WriteOperation;
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -44,7 +44,7 @@ pub(super) enum Message {
 
 /// The writer thread's state.
 pub(super) struct Writer {
-    pub(super) db: Arc<DB>,
+    pub(super) db: Arc<Rocks>,
     pub(super) options: StoreOptions,
     pub(super) count: Arc<AtomicU64>,
     pub(super) metrics: Arc<Metrics>,
@@ -55,6 +55,8 @@ pub(super) struct Writer {
     pub(super) stats: Arc<std::sync::Mutex<PostStats>>,
     /// Requests queued and not yet taken (the store's queue depth).
     pub(super) queued: Arc<AtomicU64>,
+    /// The test seam consulted before each group commit.
+    pub(super) faults: Arc<Faults>,
 }
 
 /// A group's work before it is written.
@@ -76,7 +78,7 @@ type Times = [Option<Timestamp>; 3];
 /// The posts one group commit has read or written, keyed by store key; `None` = absent.
 /// Only the timestamps are kept: the caller knows the key, so no strings are copied.
 struct GroupView<'a> {
-    db: &'a DB,
+    db: &'a Rocks,
     posts: HashMap<Vec<u8>, Option<Times>, KeyHasher>,
 }
 
@@ -143,11 +145,7 @@ impl View for GroupView<'_> {
         if let Some(v) = self.posts.get(&k) {
             return Ok(v.map(|t| with_times(key, t)));
         }
-        let cf = self
-            .db
-            .cf_handle(schema::CF_ENGAGEMENTS)
-            .expect("column family exists");
-        let found = match self.db.get_pinned_cf(cf, &k)? {
+        let found = match self.db.get_pinned_cf(self.db.cf().engagements, &k)? {
             Some(v) => Some(schema::decode_times(&v)?),
             None => None,
         };
@@ -169,10 +167,7 @@ impl GroupView<'_> {
             .into_iter()
             .filter(|k| !self.posts.contains_key(k))
             .collect();
-        let cf = self
-            .db
-            .cf_handle(schema::CF_ENGAGEMENTS)
-            .expect("column family exists");
+        let cf = self.db.cf().engagements;
         let results = self.db.batched_multi_get_cf(cf, keys.iter(), true);
         let mut found = Vec::with_capacity(keys.len());
         for r in results {
@@ -229,6 +224,7 @@ impl Writer {
 
     /// Applies, writes (one synced batch) and answers one group of requests.
     fn commit_group(&mut self, mut jobs: Vec<WriteJob>) {
+        self.faults.before_group();
         if self.lock.is_on() {
             let e = Arc::new(StoreError::WriteLocked);
             for job in jobs {
@@ -259,10 +255,7 @@ impl Writer {
 
     /// Applies the group's requests in order against one view.
     fn build_batch(&self, jobs: &mut [WriteJob]) -> Result<Group, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(schema::CF_ENGAGEMENTS)
-            .expect("column family exists");
+        let cf = self.db.cf().engagements;
         let mut view = GroupView {
             db: &self.db,
             posts: HashMap::with_hasher(KeyHasher::new()),
@@ -322,18 +315,16 @@ impl Writer {
         requests: usize,
     ) -> Result<(), StoreError> {
         let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
-        let meta = self
-            .db
-            .cf_handle(schema::CF_META)
-            .expect("column family exists");
+        let meta = self.db.cf().meta;
         batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, new_count.to_be_bytes());
         let counters = {
             let now = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            stats_delta.put(&self.db, &now, &mut batch)
+            stats_delta.put(meta, &now, &mut batch)
         };
         let mut wo = WriteOptions::default();
         wo.set_sync(self.options.sync);
         let entries = batch.len() - counters.len();
+        self.faults.before_write(self.options.sync)?;
         self.db.write_opt(batch, &wo)?;
         self.count.store(new_count, Ordering::Relaxed);
         stats::publish(

@@ -1,10 +1,12 @@
-//! Shared helpers: an in-process server on `127.0.0.1:0` with a temp data dir, and
-//! request builders from the platform's sample bodies.
+//! Shared helpers: the test configuration for the in-process server
+//! ([`ei_server::harness`]), request builders from the platform's sample bodies, and a
+//! recording subscriber.
 #![allow(dead_code)]
 
 use ei_server::config::Config;
+pub use ei_server::harness::Harness;
+use ei_server::harness::{DataDir, Options};
 use std::path::PathBuf;
-use tokio::sync::oneshot;
 
 pub const SAMPLE_1: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -19,60 +21,33 @@ pub const SAMPLE_FIND: &str = include_str!(concat!(
     "/../tests/samples/FindContent_OK.xml"
 ));
 
-pub struct TestServer {
-    pub base: String,
-    pub data_dir: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<Result<(), ei_server::server::ServerError>>>,
-    _dir: Option<tempfile::TempDir>,
+/// The configuration the tests start from: the national HSA-id (so the samples
+/// route), then `adjust`.
+pub fn test_config(adjust: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config {
+        hsa_id: "5565594230".into(),
+        ..Config::default()
+    };
+    adjust(&mut config);
+    config
 }
 
-impl TestServer {
-    /// Starts a server with the national HSA-id (so the samples route) on a fresh dir.
-    pub async fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_owned();
-        let mut s = TestServer::start_in(path, adjust).await;
-        s._dir = Some(dir);
-        s
-    }
+/// The server in-process on a fresh temporary directory.
+pub async fn start(adjust: impl FnOnce(&mut Config)) -> Harness {
+    Harness::start(test_config(adjust), Options::default())
+        .await
+        .unwrap()
+}
 
-    pub async fn start_in(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config {
-            data_dir: data_dir.clone(),
-            hsa_id: "5565594230".into(),
-            ..Config::default()
-        };
-        config.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
-        adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(ei_server::server::run(listener, config, async move {
-            let _ = rx.await;
-        }));
-        TestServer {
-            base,
-            data_dir,
-            shutdown: Some(tx),
-            handle: Some(handle),
-            _dir: None,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    /// Stops the server: drains, closes the store, returns its result.
-    pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-    }
+/// The server in-process on `data_dir` (kept after the stop).
+pub async fn start_in(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> Harness {
+    let mut config = test_config(adjust);
+    config.data_dir = data_dir;
+    let options = Options {
+        data_dir: DataDir::Config,
+        ..Options::default()
+    };
+    Harness::start(config, options).await.unwrap()
 }
 
 pub const UPDATE: &str = "/skltp-ei/update-service/v1";
@@ -337,7 +312,7 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
 /// was answered OK.
 pub async fn update(
     c: &reqwest::Client,
-    s: &TestServer,
+    s: &Harness,
     posts: &[(&str, &str, Option<&str>)],
     delete: bool,
 ) {

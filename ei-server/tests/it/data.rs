@@ -49,7 +49,7 @@ fn notification(resident: &str, owner: &str, times: &str) -> String {
 /// A server's directory with posts of both services (owners, all three times).
 async fn populated_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+    let s = start_in(dir.path().to_owned(), |_| {}).await;
     let c = reqwest::Client::new();
     let posts: Vec<(String, String)> = (0..40)
         .map(|i| {
@@ -81,7 +81,7 @@ async fn populated_dir() -> tempfile::TempDir {
         .await;
         assert_eq!(a.status, 200, "{}", a.body);
     }
-    s.stop().await;
+    s.stop().await.unwrap();
     dir
 }
 
@@ -117,7 +117,7 @@ async fn export_import_round_trip_is_equal() {
         );
         assert_eq!(export_to_string(dst.path(), Format::Csv), csv, "{input:?}");
         // The store opens with the right count and statistics.
-        let mut s = TestServer::start_in(dst.path().to_owned(), |_| {}).await;
+        let s = start_in(dst.path().to_owned(), |_| {}).await;
         let c = reqwest::Client::new();
         let status = get_json(&c, &s.url("/status")).await;
         assert_eq!(status["engagements"], 42);
@@ -126,7 +126,7 @@ async fn export_import_round_trip_is_equal() {
         assert_eq!(stats["posts"], 42);
         assert_eq!(stats["sourceSystem"]["SE2321000016-15CQ"], 42);
         assert_eq!(stats["serviceDomain"][DOMAIN], 42);
-        s.stop().await;
+        s.stop().await.unwrap();
     }
     // Into a store that is not empty: refused, nothing changed.
     let err = import(&plan(src.path(), &[b])).unwrap_err().to_string();
@@ -162,7 +162,7 @@ async fn the_java_index_mysql_export_imports_with_times_kept() {
     assert_eq!(json["updateTime"], "20190101000000");
 
     // Served as imported: FindContent answers the kept times.
-    let mut s = TestServer::start_in(exports[0].0.path().to_owned(), |_| {}).await;
+    let s = start_in(exports[0].0.path().to_owned(), |_| {}).await;
     let c = reqwest::Client::new();
     let a = post(
         &c,
@@ -181,7 +181,7 @@ async fn the_java_index_mysql_export_imports_with_times_kept() {
     );
     assert_eq!(found[0].get(Field::UpdateTime), None);
     assert_eq!(found[0].get(Field::Owner), Some("5565594230"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 fn finding(f: &Finding) -> (u32, u64, Option<&str>) {
@@ -289,13 +289,13 @@ async fn writer(
     n
 }
 
-async fn engagements_now(c: &reqwest::Client, s: &TestServer) -> u64 {
+async fn engagements_now(c: &reqwest::Client, s: &Harness) -> u64 {
     get_json(c, &s.url("/status")).await["engagements"]
         .as_u64()
         .unwrap()
 }
 
-async fn wait_for_posts(c: &reqwest::Client, s: &TestServer, at_least: u64) {
+async fn wait_for_posts(c: &reqwest::Client, s: &Harness, at_least: u64) {
     while engagements_now(c, s).await < at_least {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -305,7 +305,7 @@ async fn wait_for_posts(c: &reqwest::Client, s: &TestServer, at_least: u64) {
 async fn backup_while_writers_run_then_restore() {
     let src = tempfile::tempdir().unwrap();
     let backups = tempfile::tempdir().unwrap();
-    let mut s = TestServer::start_in(src.path().to_owned(), |_| {}).await;
+    let s = start_in(src.path().to_owned(), |_| {}).await;
     let c = reqwest::Client::new();
     let admin = format!(
         "http://{}",
@@ -342,7 +342,7 @@ async fn backup_while_writers_run_then_restore() {
     for w in writers {
         assert!(w.await.unwrap() > 0);
     }
-    s.stop().await;
+    s.stop().await.unwrap();
     let source = export_to_string(src.path(), Format::Jsonl);
     let source: std::collections::HashSet<&str> = source.lines().collect();
 

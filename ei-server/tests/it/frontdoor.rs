@@ -14,7 +14,7 @@ fn well_formed(body: &str) {
 
 #[tokio::test]
 async fn characters_xml_forbids_are_ei004_naming_the_field_and_never_stored() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let body = update_body("5565594230", &OK_POST, false).replace(
         ">NA</c:businessObjectInstanceIdentifier>",
@@ -66,12 +66,12 @@ async fn characters_xml_forbids_are_ei004_naming_the_field_and_never_stored() {
     assert_eq!(a.status, 200);
     well_formed(&a.body);
     assert!(engagements(&a.body).is_empty(), "nothing was stored");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_second_operation_element_in_the_body_is_ei000() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let one = update_body("5565594230", &OK_POST, false);
     let start = one.find("<u:Update>").unwrap();
@@ -85,12 +85,12 @@ async fn a_second_operation_element_in_the_body_is_ei000() {
     );
     let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 0);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn broken_attributes_below_the_root_are_ei000() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let ok = update_body("5565594230", &OK_POST, false);
     for broken in [
@@ -111,12 +111,12 @@ async fn broken_attributes_below_the_root_are_ei000() {
     let body = ok.replace("<u:Update>", "<u:Update a=\"x &amp; &#65;\" b='2'>");
     let a = post(&c, &s.url(UPDATE), body, Some("c")).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn reading_stops_at_the_1001st_transaction() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let many: Vec<(String, &str, Option<&str>)> = (0..1001)
         .map(|i| (format!("19121212{i:04}"), "a", None))
@@ -127,12 +127,12 @@ async fn reading_stops_at_the_1001st_transaction() {
     let body = update_body("5565594230", &refs, false).replace("</u:Update>", "<<<</u:Update>");
     let (_, fs) = fault(&post(&c, &s.url(UPDATE), body, Some("c")).await);
     assert_eq!(fs, "EI000: A technical error has occurred, error message: The request contains more than 1000 engagements. Maximum number of engagements per request is 1000.");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn echoed_input_is_capped_and_escaped() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let long = "L".repeat(5000);
     let (_, fs) = fault(
@@ -168,12 +168,12 @@ async fn echoed_input_is_capped_and_escaped() {
     let body = format!("<{} xmlns=\"{}\"/>", "e".repeat(5000), "urn:x");
     let (_, fs) = fault(&post(&c, &s.url(UPDATE), body, Some("c")).await);
     assert!(fs.len() < 600, "{} chars: {fs}", fs.len());
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_wsdl_address_uses_a_validated_host() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let wsdl = |host: &'static str, proto: &'static str| {
         let c = c.clone();
@@ -202,19 +202,19 @@ async fn the_wsdl_address_uses_a_validated_host() {
         );
         assert!(!w.contains("evil"));
     }
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_header_fault_comes_first_even_for_an_oversized_body() {
-    let mut s = TestServer::start(|c| c.max_body_bytes = 100_000).await;
+    let s = start(|c| c.max_body_bytes = 100_000).await;
     let c = reqwest::Client::new();
     let (_, fs) = fault(&post(&c, &s.url(UPDATE), "x".repeat(200_000), None).await);
     assert_eq!(
         fs,
         "Mandatory HTTP header x-skltp-correlation-id is missing"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 // ---- Bounded resources ----
@@ -223,7 +223,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The server's value of one metric line (`name{labels}`), 0 when absent.
-async fn metric(c: &reqwest::Client, s: &TestServer, line: &str) -> u64 {
+async fn metric(c: &reqwest::Client, s: &Harness, line: &str) -> u64 {
     let text = get_text(c, &s.url("/metrics")).await;
     text.lines()
         .find_map(|l| l.strip_prefix(line).and_then(|v| v.trim().parse().ok()))
@@ -231,7 +231,7 @@ async fn metric(c: &reqwest::Client, s: &TestServer, line: &str) -> u64 {
 }
 
 /// Waits (polling the server's own counter) until `line` reaches `want`.
-async fn wait_metric(c: &reqwest::Client, s: &TestServer, line: &str, want: u64) {
+async fn wait_metric(c: &reqwest::Client, s: &Harness, line: &str, want: u64) {
     for _ in 0..600 {
         if metric(c, s, line).await >= want {
             return;
@@ -265,13 +265,13 @@ async fn trickle(addr: &str, head: &[u8], bytes: &[u8]) -> String {
     reader.await.unwrap()
 }
 
-fn addr(s: &TestServer) -> String {
+fn addr(s: &Harness) -> String {
     s.base.trim_start_matches("http://").to_owned()
 }
 
 #[tokio::test]
 async fn a_client_sending_its_head_byte_by_byte_is_cut_off() {
-    let mut s = TestServer::start(|c| c.header_read_timeout_ms = 300).await;
+    let s = start(|c| c.header_read_timeout_ms = 300).await;
     let c = reqwest::Client::new();
     let got = trickle(
         &addr(&s),
@@ -287,12 +287,12 @@ async fn a_client_sending_its_head_byte_by_byte_is_cut_off() {
         1,
     )
     .await;
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_body_sent_byte_by_byte_gets_a_fault_after_the_body_timeout() {
-    let mut s = TestServer::start(|c| c.body_read_timeout_ms = 300).await;
+    let s = start(|c| c.body_read_timeout_ms = 300).await;
     let head =
         "POST /skltp-ei/update-service/v1 HTTP/1.1\r\nhost: x\r\nx-skltp-correlation-id: slow\r\n\
                 content-type: text/xml\r\ncontent-length: 100000\r\n\r\n";
@@ -302,12 +302,12 @@ async fn a_body_sent_byte_by_byte_gets_a_fault_after_the_body_timeout() {
         got.contains("the request body was not received within 300 ms"),
         "{got}"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let mut s = TestServer::start(|c| c.idle_timeout_ms = 300).await;
+    let s = start(|c| c.idle_timeout_ms = 300).await;
     let c = reqwest::Client::new();
     let mut sock = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
     sock.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -319,12 +319,12 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(read.is_ok(), "the idle connection stayed open");
     assert!(String::from_utf8_lossy(&got).ends_with("OK"));
     wait_metric(&c, &s, "ei_connections_closed_total{reason=\"idle\"}", 1).await;
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_service_at_its_in_flight_cap_answers_busy_retry_later() {
-    let mut s = TestServer::start(|c| c.max_in_flight = 1).await;
+    let s = start(|c| c.max_in_flight = 1).await;
     let c = reqwest::Client::new();
     // One Update holds the only slot while its body is still arriving.
     let mut slow = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
@@ -373,5 +373,5 @@ async fn a_service_at_its_in_flight_cap_answers_busy_retry_later() {
     let mut reply = vec![0u8; 4096];
     let n = slow.read(&mut reply).await.unwrap();
     assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 200"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }

@@ -9,7 +9,7 @@ const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
 
 #[tokio::test]
 async fn update_then_find_content_with_the_platform_samples() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let a = post(
         &c,
@@ -46,12 +46,12 @@ async fn update_then_find_content_with_the_platform_samples() {
         None,
         "unset updateTime is omitted"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn full_1000_post_sample_and_filters() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let a = post(&c, &s.url(UPDATE), fill(SAMPLE_1000, "19121212"), Some("c")).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -127,12 +127,12 @@ async fn full_1000_post_sample_and_filters() {
     )
     .await;
     assert_eq!(engagements(&a.body).len(), 0, "exact-match filter");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn update_lifecycle_over_http() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let find_url = s.url(FIND);
     let find = || {
@@ -179,12 +179,12 @@ async fn update_lifecycle_over_http() {
     .await;
     assert_eq!(a.status, 200);
     assert!(engagements(&find().await.body).is_empty());
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn every_fault_over_http() {
-    let mut s = TestServer::start(|c| c.max_body_bytes = 2_000_000).await;
+    let s = start(|c| c.max_body_bytes = 2_000_000).await;
     let c = reqwest::Client::new();
     let ok_post = [("191212121212", "voo", None)];
     let cases: Vec<(&str, String, Option<&str>, &str, &str)> = vec![
@@ -254,12 +254,12 @@ async fn every_fault_over_http() {
     );
     let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 0, "no fault wrote anything");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn result_code_mode_answers_logical_errors_with_error() {
-    let mut s = TestServer::start(|c| c.error_mode = ErrorMode::ResultCode).await;
+    let s = start(|c| c.error_mode = ErrorMode::ResultCode).await;
     let c = reqwest::Client::new();
     let a = post(
         &c,
@@ -289,12 +289,12 @@ async fn result_code_mode_answers_logical_errors_with_error() {
     )
     .await;
     assert_eq!(fault(&a).1.get(..5), Some("EI000"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn logical_address_check_can_be_turned_off_and_alternative_id_accepted() {
-    let mut s = TestServer::start(|c| {
+    let s = start(|c| {
         c.hsa_id = "own".into();
         c.alternative_hsa_id = Some("5565594230".into());
     })
@@ -302,8 +302,8 @@ async fn logical_address_check_can_be_turned_off_and_alternative_id_accepted() {
     let c = reqwest::Client::new();
     let a = post(&c, &s.url(UPDATE), fill(SAMPLE_1, "19121212"), Some("c")).await;
     assert_eq!(a.status, 200, "alternative id routes: {}", a.body);
-    s.stop().await;
-    let mut s = TestServer::start(|c| c.check_logical_address = false).await;
+    s.stop().await.unwrap();
+    let s = start(|c| c.check_logical_address = false).await;
     let a = post(
         &c,
         &s.url(UPDATE),
@@ -312,12 +312,12 @@ async fn logical_address_check_can_be_turned_off_and_alternative_id_accepted() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn process_notification_stores_foreign_posts_and_drops_own() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let body = |owner: &str| {
         update_body("x", &[("191212121212", "voo", Some("20200101000000"))], false)
@@ -350,12 +350,12 @@ async fn process_notification_stores_foreign_posts_and_drops_own() {
         Some("20190101000000"),
         "stored as given"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn wsdl_xsd_and_operations_endpoints() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     for path in [UPDATE, NOTIFY, FIND] {
         let r = c.get(s.url(&format!("{path}?wsdl"))).send().await.unwrap();
@@ -391,12 +391,12 @@ async fn wsdl_xsd_and_operations_endpoints() {
     let m = get_text(&c, &s.url("/metrics")).await;
     assert!(m.contains("# TYPE ei_request_duration_seconds histogram"));
     assert!(m.contains("ei_engagements 0"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_clients_on_overlapping_keys() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let shared: Vec<String> = (0..20).map(|i| format!("cat-{i}")).collect();
     let insert: Vec<(&str, &str, Option<&str>)> = shared
@@ -517,20 +517,20 @@ async fn concurrent_clients_on_overlapping_keys() {
     }
     let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 20 + clients);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn restart_on_the_same_data_dir_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+    let s = start_in(dir.path().to_owned(), |_| {}).await;
     let c = reqwest::Client::new();
     post(&c, &s.url(UPDATE), fill(SAMPLE_50(), "19121212"), Some("c")).await;
-    s.stop().await;
-    let mut s = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+    s.stop().await.unwrap();
+    let s = start_in(dir.path().to_owned(), |_| {}).await;
     let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
     assert_eq!(status["engagements"], 50);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[allow(non_snake_case)]

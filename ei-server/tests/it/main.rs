@@ -1,11 +1,13 @@
 //! ei-server's integration tests, one binary (RocksDB is linked once): the server
-//! in-process on `127.0.0.1:0`, a module per area.
+//! in-process on `127.0.0.1:0` through [`ei_server::harness`], a module per area.
 
 mod common;
 mod data;
+mod faults;
 mod frontdoor;
 mod http;
 mod model;
 mod notify;
 mod ops;
+mod service;
 mod write_lock;

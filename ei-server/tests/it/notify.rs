@@ -22,7 +22,7 @@ fn fast(c: &mut Config) {
     c.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
 }
 
-async fn admin(c: &reqwest::Client, s: &TestServer) -> String {
+async fn admin(c: &reqwest::Client, s: &Harness) -> String {
     let status: serde_json::Value = get_json(c, &s.url("/status")).await;
     format!(
         "http://{}",
@@ -30,6 +30,27 @@ async fn admin(c: &reqwest::Client, s: &TestServer) -> String {
             .as_str()
             .expect("admin listener runs")
     )
+}
+
+/// Waits (up to 20 s) until the server says every subscriber's cursor has reached the
+/// outbox head (`pending` 0 on the admin endpoint): what was written has been sent (or
+/// dead-lettered) and nothing more will be. Returns the subscriber list.
+async fn settled(c: &reqwest::Client, s: &Harness, token: Option<&str>) -> serde_json::Value {
+    let url = format!("{}/admin/subscribers", admin(c, s).await);
+    let mut list = serde_json::Value::Null;
+    for _ in 0..400 {
+        let mut req = c.get(&url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        list = req.send().await.unwrap().json().await.unwrap();
+        let subscribers = list.as_array().expect("a subscriber list");
+        if subscribers.iter().all(|e| e["pending"] == 0) {
+            return list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the subscribers did not catch up: {list}");
 }
 
 fn keys(txs: &[ei_server::model::RawTransaction]) -> Vec<(String, Option<String>, Option<String>)> {
@@ -54,7 +75,7 @@ async fn filters_order_and_only_effective_changes() {
         categorizations: vec!["VOO".into()],
     }];
     let (a, v) = (all.url.clone(), voo.url.clone());
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.subscribers = vec![
             subscriber("SE-ALL", &a, vec![]),
@@ -90,9 +111,7 @@ async fn filters_order_and_only_effective_changes() {
     )
     .await;
     update(&c, &s, &[("191212121212", "upp", None)], true).await;
-    all.wait_until("all changes", |r| r.delivered().len() >= 4)
-        .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settled(&c, &s, None).await;
     let got = keys(&all.delivered());
     assert_eq!(
         got,
@@ -112,8 +131,6 @@ async fn filters_order_and_only_effective_changes() {
         ],
         "every effective change once, in order; the identical re-send is not notified"
     );
-    voo.wait_until("filtered changes", |r| r.delivered().len() >= 2)
-        .await;
     assert_eq!(
         keys(&voo.delivered()),
         vec![
@@ -149,14 +166,14 @@ async fn filters_order_and_only_effective_changes() {
         e.get(Field::CreationTime),
         "updateTime = creationTime for a new post"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn changes_to_one_key_arrive_in_order() {
     let r = Recorder::start(Mode::Ok).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
@@ -196,7 +213,7 @@ async fn changes_to_one_key_arrive_in_order() {
             "a key appears once per call (coalesced)"
         );
     }
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -204,7 +221,7 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
     let down = Recorder::start(Mode::Fault).await;
     let up = Recorder::start(Mode::Ok).await;
     let (d, u) = (down.url.clone(), up.url.clone());
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 1000;
         c.notifications.subscribers = vec![
@@ -255,14 +272,14 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
     cats.sort();
     cats.dedup();
     assert_eq!(cats.len(), 20, "nothing missing");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn dead_letters_after_the_last_attempt_and_replay() {
     let r = Recorder::start(Mode::Fault).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 3;
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
@@ -315,14 +332,14 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
         metrics.contains("ei_notify_dead_lettered_total{subscriber=\"SE1\"} 2"),
         "{metrics}"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_enforced() {
     let r = Recorder::start(Mode::ResultError).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.admin_token = Some("sesame".into());
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
@@ -359,7 +376,7 @@ async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_
     assert_eq!(entry["dead_letter_batches"], 1, "{entry}");
     assert_eq!(r.call_count(), 1, "ResultCode=ERROR is not retried");
     assert!(entry["last_error"].as_str().unwrap().contains("no thanks"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 /// A registry answering GetLogicalAddresseesByServiceContract with one subscriber, or
@@ -407,7 +424,7 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
             });
         }
     };
-    let mut s = TestServer::start_in(dir.path().to_owned(), setup.clone()).await;
+    let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     update(
         &c,
@@ -448,10 +465,10 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
         list[0]["logical_address"], "SE-REG",
         "the cached subscriber is kept"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 
     // Restart with the registry still down: the cache file provides the subscriber.
-    let mut s = TestServer::start_in(dir.path().to_owned(), setup).await;
+    let s = start_in(dir.path().to_owned(), setup).await;
     update(
         &c,
         &s,
@@ -463,7 +480,7 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
         r.delivered().len() >= 2
     })
     .await;
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 /// The admin entry of subscriber `la`.
@@ -497,7 +514,7 @@ async fn wait_status(
 }
 
 /// A sample value from `/metrics` (the line starting with `series `).
-async fn metric(c: &reqwest::Client, s: &TestServer, series: &str) -> f64 {
+async fn metric(c: &reqwest::Client, s: &Harness, series: &str) -> f64 {
     let text = get_text(c, &s.url("/metrics")).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -507,7 +524,7 @@ async fn metric(c: &reqwest::Client, s: &TestServer, series: &str) -> f64 {
 }
 
 /// Waits until the notifier's upkeep has finished `rounds` more rounds.
-async fn upkeep_rounds(c: &reqwest::Client, s: &TestServer, rounds: f64) {
+async fn upkeep_rounds(c: &reqwest::Client, s: &Harness, rounds: f64) {
     let start = metric(c, s, "ei_notify_upkeep_rounds_total").await;
     for _ in 0..400 {
         if metric(c, s, "ei_notify_upkeep_rounds_total").await >= start + rounds {
@@ -538,7 +555,7 @@ fn final_state(r: &Recorder) -> std::collections::BTreeMap<String, Option<String
 async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
     let r = Recorder::start(Mode::Ok).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
@@ -564,14 +581,14 @@ async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
         syncs,
         "an idle index does no fsync"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delivered() {
     let r = Recorder::start(Mode::RefuseBad).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
@@ -631,14 +648,14 @@ async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delive
         .await,
         2.0
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn replay_sends_the_current_state_of_the_keys() {
     let r = Recorder::start(Mode::Fault).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 1;
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
@@ -685,7 +702,7 @@ async fn replay_sends_the_current_state_of_the_keys() {
         }
     }
     assert_eq!(final_state(&r).len(), 1);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -693,7 +710,7 @@ async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
     let down = Recorder::start(Mode::Fault).await;
     let up = Recorder::start(Mode::Ok).await;
     let (d, u) = (down.url.clone(), up.url.clone());
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 100_000;
         c.notifications.max_backlog_entries = 5;
@@ -759,14 +776,14 @@ async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn lag_is_alertable_per_subscriber() {
     let r = Recorder::start(Mode::Fault).await;
     let url = r.url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 100_000;
         c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
@@ -791,7 +808,7 @@ async fn lag_is_alertable_per_subscriber() {
         e["lag_seconds"].as_f64().unwrap() == 0.0
     })
     .await;
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 /// A registry stub whose answer the test sets: `Some(addresses)` or `None` = down.
@@ -863,7 +880,7 @@ async fn an_absent_subscriber_keeps_its_backlog_and_suspect_answers_are_not_obey
             });
         }
     };
-    let mut s = TestServer::start_in(dir.path().to_owned(), setup.clone()).await;
+    let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     let admin = admin(&c, &s).await;
     update(&c, &s, &[("191212121212", "a", None)], false).await;
@@ -906,19 +923,19 @@ async fn an_absent_subscriber_keeps_its_backlog_and_suspect_answers_are_not_obey
         .map(|t| t.engagement.get(Field::Categorization).unwrap().to_owned())
         .collect();
     assert_eq!(cats, vec!["a", "b", "c", "d"]);
-    s.stop().await;
+    s.stop().await.unwrap();
 
     // Registry down at a start with no cache file: the subscriber the store knows is
     // kept, with its stored definition.
     std::fs::remove_file(dir.path().join("subscribers-cache.json")).unwrap();
     reg.set(None);
-    let mut s = TestServer::start_in(dir.path().to_owned(), setup).await;
+    let s = start_in(dir.path().to_owned(), setup).await;
     update(&c, &s, &[("191212121212", "e", None)], false).await;
     r.wait_until("delivery with the registry down", |r| {
         r.delivered().len() == 5
     })
     .await;
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -926,7 +943,7 @@ async fn after_the_grace_period_the_drop_is_explicit() {
     let r = Recorder::start(Mode::Ok).await;
     let reg = Registry::start(Some(vec!["SE-REG"])).await;
     let (reg_url, pn) = (reg.url.clone(), r.url.clone());
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.absent_grace_seconds = 0;
         c.notifications.default_url = Some(pn);
@@ -961,7 +978,7 @@ async fn after_the_grace_period_the_drop_is_explicit() {
     })
     .await;
     assert!(!final_state(&r).contains_key("missed"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made for this
@@ -1080,7 +1097,7 @@ async fn https_delivery_with_a_client_certificate() {
         pki.client_key.clone(),
     );
     let u = url.clone();
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 1;
         // The default CA bundle for all; the client certificate only for SE-TLS.
@@ -1109,7 +1126,7 @@ async fn https_delivery_with_a_client_certificate() {
         "{entry}"
     );
     assert_eq!(r.call_count(), 1, "no certificate, no call");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -1126,7 +1143,7 @@ async fn a_redirect_is_not_followed() {
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let mut s = TestServer::start(move |c| {
+    let s = start(move |c| {
         fast(c);
         c.notifications.max_attempts = 2;
         c.notifications.subscribers = vec![subscriber("SE1", &redirect, vec![])];
@@ -1147,5 +1164,5 @@ async fn a_redirect_is_not_followed() {
         "{entry}"
     );
     assert_eq!(r.call_count(), 0, "the redirect target was never called");
-    s.stop().await;
+    s.stop().await.unwrap();
 }

@@ -120,7 +120,7 @@ async fn hostile_registry() -> String {
 #[tokio::test]
 async fn a_subscriber_named_with_quote_backslash_and_newline_does_not_break_the_scrape() {
     let registry = hostile_registry().await;
-    let mut s = TestServer::start(|c| {
+    let s = start(|c| {
         c.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
         // Nobody listens on port 1: deliveries fail and are retried, which is fine here.
         c.notifications.default_url = Some("http://127.0.0.1:1/pn".into());
@@ -148,12 +148,12 @@ async fn a_subscriber_named_with_quote_backslash_and_newline_does_not_break_the_
         0.0,
         "the address is escaped, not cut"
     );
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn livez_and_readyz_answer_like_health_and_ready() {
-    let mut s = TestServer::start(|_| {}).await;
+    let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     for (k8s, old, body) in [("/livez", "/health", "OK"), ("/readyz", "/ready", "READY")] {
         for path in [k8s, old] {
@@ -162,12 +162,12 @@ async fn livez_and_readyz_answer_like_health_and_ready() {
             assert_eq!(r.text().await.unwrap(), body, "{path}");
         }
     }
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn metrics_show_build_process_writer_queue_and_rocksdb_internals() {
-    let mut s = TestServer::start(|c| c.block_cache_mb = 16).await;
+    let s = start(|c| c.block_cache_mb = 16).await;
     let c = reqwest::Client::new();
     let a = post(
         &c,
@@ -188,6 +188,7 @@ async fn metrics_show_build_process_writer_queue_and_rocksdb_internals() {
     let samples = parse_scrape(&text);
     let version = format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
     assert_eq!(value(&samples, "ei_build_info", &version), 1.0);
+    assert_eq!(value(&samples, "ei_ready", ""), 1.0, "as /readyz answers");
     assert_eq!(value(&samples, "ei_store_write_queue_depth", ""), 0.0);
     assert_eq!(
         value(&samples, "ei_rocksdb_block_cache_capacity_bytes", ""),
@@ -231,7 +232,7 @@ async fn metrics_show_build_process_writer_queue_and_rocksdb_internals() {
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
     assert_eq!(families, helps, "every family has HELP and TYPE");
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 /// The packaged `/etc/ei/ei.toml` (ei-server/debian/ei.toml).

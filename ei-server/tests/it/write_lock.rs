@@ -6,7 +6,7 @@ use crate::common::*;
 const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
 
 /// The admin listener's base URL, as `/status` reports it.
-async fn admin_base(c: &reqwest::Client, s: &TestServer) -> String {
+async fn admin_base(c: &reqwest::Client, s: &Harness) -> String {
     let status = get_json(c, &s.url("/status")).await;
     format!("http://{}", status["admin_listen"].as_str().unwrap())
 }
@@ -31,7 +31,7 @@ fn notification(resident: &str) -> String {
 async fn write_lock_survives_a_restart_refuses_writes_and_serves_reads() {
     let dir = tempfile::tempdir().unwrap();
     let c = reqwest::Client::new();
-    let mut s = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+    let s = start_in(dir.path().to_owned(), |_| {}).await;
     update(
         &c,
         &s,
@@ -45,9 +45,9 @@ async fn write_lock_survives_a_restart_refuses_writes_and_serves_reads() {
     let on = admin_post(&c, &format!("{admin}/admin/write-lock/enable")).await;
     assert_eq!(on["enabled"], true);
     assert!(on["since"].as_str().unwrap().ends_with('Z'), "{on}");
-    s.stop().await;
+    s.stop().await.unwrap();
 
-    let mut s = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+    let s = start_in(dir.path().to_owned(), |_| {}).await;
     let admin = admin_base(&c, &s).await;
     assert_eq!(
         get_json(&c, &format!("{admin}/admin/write-lock")).await,
@@ -101,17 +101,17 @@ async fn write_lock_survives_a_restart_refuses_writes_and_serves_reads() {
     assert!(get_text(&c, &s.url("/metrics"))
         .await
         .contains("\nei_write_lock 0\n"));
-    s.stop().await;
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn admin_token_guards_the_write_lock() {
-    let mut s = TestServer::start(|c| c.notifications.admin_token = Some("t0ken".into())).await;
+    let s = start(|c| c.notifications.admin_token = Some("t0ken".into())).await;
     let c = reqwest::Client::new();
     let admin = admin_base(&c, &s).await;
     let url = format!("{admin}/admin/write-lock/enable");
     assert_eq!(c.post(&url).send().await.unwrap().status(), 401);
     let resp = c.post(&url).bearer_auth("t0ken").send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    s.stop().await;
+    s.stop().await.unwrap();
 }
