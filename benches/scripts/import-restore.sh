@@ -11,6 +11,7 @@ cargo build --release -q -p ei-server -p ei-benches --bins
 BIN="$CARGO_TARGET_DIR/release"
 POSTS="${1:-10000000}"
 WORK="${2:-$(mktemp -d)}"
+mkdir -p "$WORK"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "generating $POSTS posts into $WORK/engagement_index_table.txt"
 "$BIN/ei-gen" --posts "$POSTS" > "$WORK/engagement_index_table.txt"

@@ -10,7 +10,7 @@
 //! u8][value][file u32 BE][line u64 BE]`: the store's own key and value bytes
 //! ([`super::schema`]) and where the post came from.
 
-use super::stats::PostStats;
+use super::stats::{PostStats, StatsDelta};
 use super::{engagements_options, open_db, schema, table_options, StoreError, StoreOptions};
 use crate::model::Engagement;
 use rocksdb::{
@@ -80,6 +80,8 @@ pub struct BatchBuilder {
     buf: Vec<u8>,
     /// Start of each record in `buf`.
     starts: Vec<u32>,
+    /// The batch's posts counted for the statistics (on the caller's thread).
+    stats: StatsDelta,
 }
 
 impl BatchBuilder {
@@ -87,15 +89,26 @@ impl BatchBuilder {
         BatchBuilder {
             buf: Vec::with_capacity(posts * 200),
             starts: Vec::with_capacity(posts),
+            stats: StatsDelta::default(),
         }
     }
 
-    /// Adds a valid post (its key fields are at most 1,400 bytes: always fits u16).
+    /// Adds a valid post (its key fields are at most 1,400 bytes: always fits u16;
+    /// its value at most 19).
     pub fn push(&mut self, e: &Engagement, at: Origin) {
-        let key = schema::encode_key(&e.key);
-        let value = schema::encode_value(e);
-        self.starts.push(self.buf.len() as u32);
-        push_record(&mut self.buf, &key, &value, at);
+        let start = self.buf.len();
+        self.starts.push(start as u32);
+        self.buf.extend_from_slice(&[0, 0]);
+        schema::encode_key_into(&mut self.buf, &e.key);
+        let klen = (self.buf.len() - start - 2) as u16;
+        self.buf[start..start + 2].copy_from_slice(&klen.to_be_bytes());
+        let vpos = self.buf.len();
+        self.buf.push(0);
+        schema::encode_value_into(&mut self.buf, e);
+        self.buf[vpos] = (self.buf.len() - vpos - 1) as u8;
+        self.buf.extend_from_slice(&at.file.to_be_bytes());
+        self.buf.extend_from_slice(&at.line.to_be_bytes());
+        self.stats.add(e.key.parts(), 1);
     }
 
     pub fn len(&self) -> usize {
@@ -108,20 +121,32 @@ impl BatchBuilder {
 
     /// The posts in key order (then input order).
     pub fn finish(self) -> SortedBatch {
-        let mut order = self.starts;
         let buf = &self.buf;
+        // Each record's start and its key, so comparisons read no lengths.
+        let mut order: Vec<(u32, &[u8])> = self
+            .starts
+            .iter()
+            .map(|&s| {
+                let s = s as usize;
+                let klen = u16::from_be_bytes([buf[s], buf[s + 1]]) as usize;
+                (s as u32, &buf[s + 2..s + 2 + klen])
+            })
+            .collect();
         order.sort_unstable_by(|a, b| {
-            let (ra, rb) = (record_at(buf, *a as usize).0, record_at(buf, *b as usize).0);
-            ra.key.cmp(rb.key).then(ra.origin.cmp(&rb.origin))
+            a.1.cmp(b.1).then_with(|| {
+                let origin = |s: u32| record_at(buf, s as usize).0.origin;
+                origin(a.0).cmp(&origin(b.0))
+            })
         });
         let mut out = Vec::with_capacity(buf.len());
-        for start in &order {
+        for (start, _) in &order {
             let (r, _) = record_at(buf, *start as usize);
             push_record(&mut out, r.key, r.value, r.origin);
         }
         SortedBatch {
             buf: out,
             posts: order.len(),
+            stats: self.stats,
         }
     }
 }
@@ -130,6 +155,7 @@ impl BatchBuilder {
 pub struct SortedBatch {
     buf: Vec<u8>,
     posts: usize,
+    stats: StatsDelta,
 }
 
 impl SortedBatch {
@@ -267,6 +293,8 @@ pub struct Importer {
     memory: Vec<SortedBatch>,
     memory_bytes: usize,
     runs: Vec<PathBuf>,
+    /// Every added post counted (duplicates are taken out in the merge).
+    stats: PostStats,
 }
 
 /// The posts merged into SST files, waiting to be ingested (or dropped).
@@ -316,12 +344,14 @@ impl Importer {
             memory: Vec::new(),
             memory_bytes: 0,
             runs: Vec::new(),
+            stats: PostStats::default(),
         })
     }
 
     /// Takes one sorted batch; spills the batches in memory to a run file when they
     /// pass the memory budget.
-    pub fn add(&mut self, batch: SortedBatch) -> Result<(), ImportError> {
+    pub fn add(&mut self, mut batch: SortedBatch) -> Result<(), ImportError> {
+        std::mem::take(&mut batch.stats).fold_into(&mut self.stats);
         self.memory_bytes += batch.buf.len();
         self.memory.push(batch);
         if self.memory_bytes > self.options.memory_bytes {
@@ -376,7 +406,8 @@ impl Importer {
             bytes: 0,
         };
         let mut pending: Option<(Vec<u8>, Vec<u8>, Origin)> = None;
-        let (mut posts, mut stats, mut duplicates) = (0u64, PostStats::default(), Vec::new());
+        let (mut posts, mut duplicates) = (0u64, Vec::new());
+        let mut stats = std::mem::take(&mut self.stats);
         let temp = self.temp.path().to_owned();
         merge(
             sources,
@@ -387,6 +418,7 @@ impl Importer {
                             at: r.origin,
                             first: *first,
                         });
+                        stats.add(&schema::key_parts(r.key).map_err(StoreError::from)?, -1);
                         return Ok(());
                     }
                     out.put(key, value)?;
@@ -399,7 +431,6 @@ impl Importer {
                     pending = Some((r.key.to_vec(), r.value.to_vec(), r.origin));
                 }
                 posts += 1;
-                stats.add(&schema::key_parts(r.key).map_err(StoreError::from)?, 1);
                 Ok(())
             },
             &temp,

@@ -78,10 +78,15 @@ const TERMINATOR: u8 = 0x01;
 pub struct Corrupt(pub String);
 
 fn push_part(out: &mut Vec<u8>, part: &str) {
-    for &b in part.as_bytes() {
-        out.push(b);
-        if b == 0 {
-            out.push(ESCAPE);
+    let bytes = part.as_bytes();
+    if !bytes.contains(&0) {
+        out.extend_from_slice(bytes);
+    } else {
+        for &b in bytes {
+            out.push(b);
+            if b == 0 {
+                out.push(ESCAPE);
+            }
         }
     }
     out.extend_from_slice(&[0, TERMINATOR]);
@@ -91,10 +96,15 @@ fn push_part(out: &mut Vec<u8>, part: &str) {
 pub fn encode_key(key: &EngagementKey) -> Vec<u8> {
     let parts = key.parts();
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 2).sum());
-    for p in parts {
-        push_part(&mut out, p);
-    }
+    encode_key_into(&mut out, key);
     out
+}
+
+/// Appends the store key of an engagement key to `out`.
+pub fn encode_key_into(out: &mut Vec<u8>, key: &EngagementKey) {
+    for p in key.parts() {
+        push_part(out, p);
+    }
 }
 
 /// The prefix every key matching the query starts with.
@@ -183,16 +193,22 @@ pub fn key_parts(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; 9], Corrupt
 
 /// The stored value of an engagement.
 pub fn encode_value(e: &Engagement) -> Vec<u8> {
-    let times = [e.most_recent_content, e.creation_time, e.update_time];
     let mut out = Vec::with_capacity(19);
+    encode_value_into(&mut out, e);
+    out
+}
+
+/// Appends the stored value of an engagement to `out`.
+pub fn encode_value_into(out: &mut Vec<u8>, e: &Engagement) {
+    let times = [e.most_recent_content, e.creation_time, e.update_time];
+    let flags = out.len();
     out.push(0);
     for (bit, t) in times.iter().enumerate() {
         if let Some(t) = t {
-            out[0] |= 1 << bit;
+            out[flags] |= 1 << bit;
             out.extend_from_slice(&t.as_u64().to_be_bytes()[2..]);
         }
     }
-    out
 }
 
 /// Decodes a stored value into an engagement with the given key.

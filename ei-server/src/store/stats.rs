@@ -117,6 +117,25 @@ impl StatsDelta {
         }
     }
 
+    /// Adds the changes to `stats` (an import's counts, gathered per batch).
+    pub(super) fn fold_into(self, stats: &mut PostStats) {
+        for (f, map) in StatsField::ALL.into_iter().zip(self.0) {
+            let by = stats.counts.entry(f).or_default();
+            for (value, d) in map {
+                let n = by
+                    .get(&value)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add_signed(d);
+                if n == 0 {
+                    by.remove(&value);
+                } else {
+                    by.insert(value, n);
+                }
+            }
+        }
+    }
+
     /// Puts the new values of the changed counters into `batch` (a counter at 0 is
     /// deleted) and returns them, to publish once the batch is written.
     pub(super) fn put(

@@ -154,44 +154,66 @@ pub fn split(line: &str, dialect: Dialect) -> Result<Vec<Option<String>>, String
             i += 1;
         }
         let start = i;
-        let mut value = Vec::new();
-        let mut closed = !enclosed;
-        while i < b.len() {
-            match b[i] {
-                b'\\' if i + 1 < b.len() => {
-                    value.push(unescape(b[i + 1]));
-                    i += 2;
-                }
-                b'"' if enclosed => {
-                    closed = true;
-                    i += 1;
-                    break;
-                }
-                c if c == sep && !enclosed => break,
-                c => {
-                    value.push(c);
-                    i += 1;
-                }
+        let end = if enclosed { b'"' } else { sep };
+        // Most values hold no escape: one copy of the slice (ASCII boundaries, so
+        // it stays valid UTF-8).
+        let plain = match b[i..].iter().position(|&c| c == b'\\' || c == end) {
+            Some(k) if b[i + k] == end => Some(i + k),
+            None if !enclosed => Some(b.len()),
+            _ => None,
+        };
+        let value = match plain {
+            Some(stop) => {
+                i = stop + usize::from(enclosed);
+                line[start..stop].to_owned()
             }
-        }
-        if !closed {
-            return Err(format!(
-                "a value opened with \" at column {} is not closed",
-                start
-            ));
-        }
+            None => {
+                let (value, next) = unescaped(b, start, enclosed, sep)?;
+                i = next;
+                value
+            }
+        };
         let null = !enclosed && &b[start..i] == b"\\N";
-        out.push(if null {
-            None
-        } else {
-            Some(String::from_utf8(value).map_err(|_| "is not UTF-8".to_owned())?)
-        });
+        out.push((!null).then_some(value));
         match b.get(i) {
             None => return Ok(out),
             Some(&c) if c == sep => i += 1,
             Some(_) => return Err(format!("unexpected text after a closing \" at column {i}")),
         }
     }
+}
+
+/// A value with backslash escapes from `start`; the value and the position after it
+/// (after the closing `"` when enclosed).
+fn unescaped(b: &[u8], start: usize, enclosed: bool, sep: u8) -> Result<(String, usize), String> {
+    let mut i = start;
+    let mut value = Vec::with_capacity(32);
+    let mut closed = !enclosed;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if i + 1 < b.len() => {
+                value.push(unescape(b[i + 1]));
+                i += 2;
+            }
+            b'"' if enclosed => {
+                closed = true;
+                i += 1;
+                break;
+            }
+            c if c == sep && !enclosed => break,
+            c => {
+                value.push(c);
+                i += 1;
+            }
+        }
+    }
+    if !closed {
+        return Err(format!(
+            "a value opened with \" at column {start} is not closed"
+        ));
+    }
+    let value = String::from_utf8(value).map_err(|_| "is not UTF-8".to_owned())?;
+    Ok((value, i))
 }
 
 fn unescape(c: u8) -> u8 {
@@ -248,7 +270,13 @@ pub fn java_id(e: &RawEngagement) -> String {
     ] {
         h.update(e.get(f).unwrap_or("").as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in h.finalize() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 #[cfg(test)]

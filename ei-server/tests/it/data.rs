@@ -258,6 +258,25 @@ fn bad_lines_are_reported_and_nothing_is_imported() {
         export_to_string(dst.path(), Format::Jsonl).lines().count(),
         4
     );
+    let store = ei_server::store::Store::open(
+        dst.path(),
+        ei_server::store::StoreOptions::new("5565594230"),
+        std::sync::Arc::new(ei_server::metrics::Metrics::default()),
+    )
+    .unwrap();
+    let stats = store.stats();
+    let count = |f| stats.of(f).map(|(_, n)| n).sum::<u64>();
+    use ei_server::store::stats::StatsField;
+    assert_eq!(
+        StatsField::ALL.map(count),
+        [4, 4, 4],
+        "the duplicate line is not counted"
+    );
+    assert_eq!(
+        stats.of(StatsField::SourceSystem).find(|(v, _)| *v == "ss"),
+        Some(("ss", 2))
+    );
+    store.close();
 }
 
 /// Writes new posts (never changing one) until told to stop; how many were answered.
