@@ -66,6 +66,8 @@ impl StoreArgs {
     }
 }
 
+/// Write every post, all twelve fields, as JSON lines or CSV.
+///
 /// Writes every post (all twelve fields: the nine key fields, mostRecentContent,
 /// creationTime, updateTime) to stdout or a file, in key order, as JSON lines or CSV
 /// with a header. Reads the store read-only, so it also runs beside a server
@@ -94,6 +96,8 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// Load posts into an empty index (also the Java index's MySQL export).
+///
 /// Loads posts into an EMPTY index, offline, without the write path: the files are
 /// read and validated on all cores, sorted, written as SST files and ingested whole.
 /// owner, creationTime and updateTime are kept as given. Every record is checked
@@ -136,6 +140,8 @@ pub struct ImportArgs {
     pub threads: Option<usize>,
 }
 
+/// Restore a backup into an empty data directory.
+///
 /// Restores a backup (made with POST /admin/backup?to=DIR) into an empty or missing
 /// data directory; the server then opens it with the same posts. Offline.
 ///

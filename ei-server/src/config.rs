@@ -59,6 +59,8 @@ pub struct Config {
     pub writer_queue: usize,
     /// On SIGTERM, in-flight requests get this many ms; then connections are dropped.
     pub drain_timeout_ms: u64,
+    /// Free MiB on the data directory's filesystem below which `/ready` answers 503.
+    pub min_free_disk_mb: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -289,6 +291,7 @@ impl Default for Config {
             max_in_flight: 64,
             writer_queue: 128,
             drain_timeout_ms: 30_000,
+            min_free_disk_mb: 512,
             notifications: NotificationConfig::default(),
         }
     }
@@ -502,6 +505,10 @@ pub struct Args {
     /// remaining connections are dropped and the store is closed [default: 30000].
     #[arg(long, env = "EI_DRAIN_TIMEOUT_MS", value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,
+    /// Free MiB on the data directory's filesystem below which /ready answers 503
+    /// (and a failed write is not retried until there is more) [default: 512].
+    #[arg(long, env = "EI_MIN_FREE_DISK_MB", value_name = "MIB")]
+    pub min_free_disk_mb: Option<u64>,
     /// Admin listener: write lock, backup, statistics, and (when subscribers are
     /// configured) notification subscribers and dead letters [default:
     /// 127.0.0.1:8081]. Subscribers, the registry and delivery settings are set in the
@@ -536,7 +543,8 @@ impl Args {
             max_connections,
             max_in_flight,
             writer_queue,
-            drain_timeout_ms
+            drain_timeout_ms,
+            min_free_disk_mb
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());

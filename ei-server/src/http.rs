@@ -211,16 +211,27 @@ async fn schema_handler(Path(path): Path<String>) -> Response {
 }
 
 /// What `/ready`, `/readyz` and the `ei_ready` gauge report: one answer for all three.
-fn is_ready(state: &AppState) -> bool {
-    state.ready.load(Ordering::Relaxed)
-}
-
 async fn ready_handler(State(state): State<Arc<AppState>>) -> Response {
-    if is_ready(&state) {
+    let problems = not_ready_because(&state).await;
+    if problems.is_empty() {
         (StatusCode::OK, "READY").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "NOT READY").into_response()
+        let text = format!("NOT READY: {}\n", problems.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
     }
+}
+
+/// Why the index is not ready: shutting down, or the store cannot take writes (writer
+/// stopped, last group commit failed, free disk under the floor). Empty when ready.
+async fn not_ready_because(state: &AppState) -> Vec<String> {
+    let health = state.service.store().health().clone();
+    let mut problems = tokio::task::spawn_blocking(move || health.problems())
+        .await
+        .unwrap_or_else(|e| vec![format!("health check failed: {e}")]);
+    if !state.ready.load(Ordering::Relaxed) {
+        problems.insert(0, "shutting down".to_owned());
+    }
+    problems
 }
 
 async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
@@ -230,10 +241,15 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
             .await
             .unwrap_or((0, 0));
     let c = &state.config;
+    let problems = not_ready_because(&state).await;
+    let health = state.service.store().health();
     let json = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
-        "ready": state.ready.load(Ordering::Relaxed),
+        "ready": problems.is_empty(),
+        "not_ready_because": problems,
+        "store_recoveries": health.recoveries(),
+        "free_disk_bytes": health.free_bytes(),
         "engagements": count,
         "store_bytes": size,
         "admin_listen": state.admin_addr.map(|a| a.to_string()),
@@ -302,7 +318,12 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         (
             "ei_ready",
             "1 while the store is open and requests are served (what /readyz answers).",
-            f64::from(u8::from(is_ready(&state))),
+            f64::from(u8::from(not_ready_because(&state).await.is_empty())),
+        ),
+        (
+            "ei_store_recoveries",
+            "Times the store was reopened after a failed write.",
+            state.service.store().health().recoveries() as f64,
         ),
     ]);
     text.push_str(&state.connections.render());

@@ -46,6 +46,7 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.block_cache_bytes = config.block_cache_mb << 20;
     opts.outbox = config.notifications.enabled();
     opts.writer_queue = config.writer_queue;
+    opts.min_free_bytes = config.min_free_disk_mb << 20;
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
 }
 

@@ -92,7 +92,8 @@ impl Store {
             // Left by a backup that did not finish (a crash): it is only hard links.
             std::fs::remove_dir_all(&checkpoint).map_err(io(&checkpoint))?;
         }
-        Checkpoint::new(self.db.as_ref())?.create_checkpoint(&checkpoint)?;
+        let db = self.db()?;
+        Checkpoint::new(&**db)?.create_checkpoint(&checkpoint)?;
         let result = back_up_checkpoint(&checkpoint, to);
         if let Err(e) = std::fs::remove_dir_all(&checkpoint) {
             tracing::warn!(error = %e, path = %checkpoint.display(), "removing the backup checkpoint failed");

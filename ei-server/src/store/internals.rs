@@ -52,7 +52,10 @@ pub struct CfStats {
 impl Store {
     /// Reads the engine's internals (cheap: properties and the file list, no I/O).
     pub fn engine_stats(&self) -> EngineStats {
-        let db = &*self.db;
+        let Ok(db) = self.db() else {
+            return EngineStats::default();
+        };
+        let db = &**db;
         let int = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
         let mut stats = EngineStats {
             write_stopped: int("rocksdb.is-write-stopped"),
@@ -156,10 +159,8 @@ mod tests {
         assert_eq!(store.queue_depth(), 0);
         assert_eq!(before.column_families[1].level_files, [0; LEVELS]);
         // A flush turns it into an SST file on level 0 with its bytes counted.
-        store
-            .db
-            .flush_cf(store.db.cf_handle(schema::CF_META).unwrap())
-            .unwrap();
+        let db = store.db().unwrap();
+        db.flush_cf(db.cf().meta).unwrap();
         let after = store.engine_stats();
         let meta = &after.column_families[1];
         assert_eq!(meta.level_files[0], 1);

@@ -18,6 +18,7 @@
 pub mod backup;
 pub mod export;
 mod faults;
+mod health;
 pub mod import;
 mod internals;
 mod lock;
@@ -28,6 +29,7 @@ pub mod stats;
 mod writer;
 
 pub use faults::{Fault, Faults, Hold, Times};
+pub use health::Health;
 pub use internals::{CfStats, EngineStats, LEVELS};
 pub use outbox::{unix_ms, DeadLetter};
 use rocks::Rocks;
@@ -69,6 +71,9 @@ pub enum StoreError {
     /// The writer's queue is full ([`StoreOptions::writer_queue`]): retry later.
     #[error("the writer queue is full")]
     Busy,
+    /// The database is being reopened after a failure.
+    #[error("the store is recovering from a failed write")]
+    Recovering,
     #[error("index in maintenance: the write lock is on")]
     WriteLocked,
 }
@@ -89,6 +94,9 @@ pub struct StoreOptions {
     /// Most write requests waiting for the writer; a write beyond is refused with
     /// [`StoreError::Busy`] instead of queueing without bound.
     pub writer_queue: usize,
+    /// Free bytes on the data directory's filesystem below which the store reports
+    /// itself unhealthy (and does not try to recover from a failed write).
+    pub min_free_bytes: u64,
 }
 
 impl StoreOptions {
@@ -100,13 +108,15 @@ impl StoreOptions {
             block_cache_bytes: 128 << 20,
             outbox: false,
             writer_queue: 128,
+            min_free_bytes: 0,
         }
     }
 }
 
 /// The open store. Share it behind an `Arc`; call [`Store::close`] once at the end.
 pub struct Store {
-    db: Arc<Rocks>,
+    db: Arc<health::DbCell>,
+    health: Arc<Health>,
     path: PathBuf,
     queue: mpsc::SyncSender<Message>,
     own_hsa_id: String,
@@ -144,10 +154,15 @@ impl Store {
         let own_hsa_id = options.own_hsa_id.clone();
         let queued = Arc::new(AtomicU64::new(0));
         let faults = Arc::new(Faults::default());
+        let health = Arc::new(Health::new(path, options.min_free_bytes));
+        let db = Arc::new(health::DbCell::new(db));
         let writer = Writer {
             queued: queued.clone(),
             faults: faults.clone(),
-            db: db.clone(),
+            db: Some(db.get()?),
+            cell: db.clone(),
+            health: health.clone(),
+            path: path.to_owned(),
             options,
             count: count.clone(),
             metrics: metrics.clone(),
@@ -164,6 +179,7 @@ impl Store {
             })?;
         Ok(Store {
             db,
+            health,
             path: path.to_owned(),
             queue,
             own_hsa_id,
@@ -252,8 +268,9 @@ impl Store {
         mut f: impl FnMut(&PostRef<'_>),
     ) -> Result<usize, StoreError> {
         let mut n = 0;
-        let cf = self.db.cf().engagements;
-        for item in self.scan_prefix(cf, &schema::query_prefix(q)) {
+        let db = self.db()?;
+        let cf = db.cf().engagements;
+        for item in Store::scan_prefix(&db, cf, &schema::query_prefix(q)) {
             let (k, v) = item?;
             let [most_recent_content, creation_time, update_time] = schema::decode_times(&v)?;
             let post = PostRef {
@@ -273,14 +290,23 @@ impl Store {
     /// Every entry of a column family whose key starts with `prefix` (prefixes end in
     /// a byte below 0xFF, see [`schema::prefix_upper_bound`]).
     fn scan_prefix<'a>(
-        &'a self,
+        db: &'a DB,
         cf: &'a ColumnFamily,
         prefix: &[u8],
     ) -> rocksdb::DBIteratorWithThreadMode<'a, DB> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(prefix));
-        self.db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
+        db.iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
+    }
+
+    /// The open database (the writer may replace it after a failure).
+    fn db(&self) -> Result<Arc<Rocks>, StoreError> {
+        self.db.get()
+    }
+
+    /// Whether the store can take writes, and why not.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The exact number of stored posts.
@@ -300,8 +326,9 @@ impl Store {
 
     /// A RocksDB integer property (e.g. `rocksdb.estimate-live-data-size`).
     pub fn property(&self, name: &str) -> Option<u64> {
-        let cf = self.db.cf().engagements;
-        self.db.property_int_value_cf(cf, name).ok().flatten()
+        let db = self.db().ok()?;
+        let cf = db.cf().engagements;
+        db.property_int_value_cf(cf, name).ok().flatten()
     }
 
     /// The metrics the store updates.
@@ -321,7 +348,7 @@ impl Store {
         if let Some(handle) = handle {
             let _ = self.queue.send(Message::Stop);
             let _ = handle.join();
-            if let Err(e) = self.db.flush_wal(true) {
+            if let Err(e) = self.db().and_then(|db| Ok(db.flush_wal(true)?)) {
                 tracing::error!(error = %e, "flushing the WAL at close failed");
             }
         }

@@ -108,11 +108,11 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let cf = self.db.cf().outbox;
+        let db = self.db()?;
+        let cf = db.cf().outbox;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
-        for item in self
-            .db
+        for item in db
             .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
             .take(limit)
         {
@@ -124,11 +124,10 @@ impl Store {
 
     /// A subscriber's cursor (the next sequence number to deliver), if it has one.
     pub fn cursor(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
-        let meta = self.meta();
-        match self
-            .db
-            .get_pinned_cf(meta, schema::cursor_key(subscriber))?
-        {
+        let db = self.db()?;
+        let meta = Store::meta(&db);
+        let found = db.get_pinned_cf(meta, schema::cursor_key(subscriber))?;
+        match found {
             Some(v) => Ok(Some(seq_of(&v)?)),
             None => Ok(None),
         }
@@ -136,9 +135,10 @@ impl Store {
 
     /// Every stored cursor: the subscribers the store knows, by logical address.
     pub fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let db = self.db()?;
         let prefix = schema::META_CURSOR_PREFIX.as_bytes();
         let mut out = Vec::new();
-        for item in self.scan_prefix(self.db.cf().meta, prefix) {
+        for item in Store::scan_prefix(&db, db.cf().meta, prefix) {
             let (k, v) = item?;
             let la = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((la, seq_of(&v)?));
@@ -148,7 +148,8 @@ impl Store {
 
     /// Stores several cursors in one synced write (the notifier's batched advance).
     pub fn write_cursors(&self, cursors: &[(String, u64)]) -> Result<(), StoreError> {
-        let meta = self.meta();
+        let db = self.db()?;
+        let meta = Store::meta(&db);
         let mut batch = WriteBatch::default();
         for (la, to) in cursors {
             batch.put_cf(meta, schema::cursor_key(la), to.to_be_bytes());
@@ -164,9 +165,10 @@ impl Store {
         to: u64,
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
         batch.put_cf(
-            self.meta(),
+            Store::meta(&db),
             schema::cursor_key(subscriber),
             to.to_be_bytes(),
         );
@@ -190,8 +192,9 @@ impl Store {
         id: u64,
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.dead_cf(), schema::dead_letter_key(subscriber, id));
+        batch.delete_cf(Store::dead_cf(&db), schema::dead_letter_key(subscriber, id));
         self.write_dead_letters(subscriber, batch, dead)
     }
 
@@ -201,12 +204,13 @@ impl Store {
         mut batch: WriteBatch,
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
+        let db = self.db()?;
         let _ids = DEAD_LETTER_IDS.lock().unwrap_or_else(|p| p.into_inner());
         let first = self.next_dead_letter_id(subscriber)?;
         let ids: Vec<u64> = (first..).take(dead.len()).collect();
         for (id, d) in ids.iter().zip(dead) {
             batch.put_cf(
-                self.dead_cf(),
+                Store::dead_cf(&db),
                 schema::dead_letter_key(subscriber, *id),
                 schema::encode_dead_letter(&d.error, &d.entries),
             );
@@ -216,14 +220,14 @@ impl Store {
     }
 
     fn next_dead_letter_id(&self, subscriber: &str) -> Result<u64, StoreError> {
+        let db = self.db()?;
         let prefix = schema::dead_letter_prefix(subscriber);
         let upper = schema::prefix_upper_bound(&prefix);
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(prefix.clone());
-        let last = self
-            .db
+        let last = db
             .iterator_cf_opt(
-                self.dead_cf(),
+                Store::dead_cf(&db),
                 ro,
                 IteratorMode::From(&upper, Direction::Reverse),
             )
@@ -239,9 +243,10 @@ impl Store {
 
     /// A subscriber's dead letters, oldest first.
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        let db = self.db()?;
         let prefix = schema::dead_letter_prefix(subscriber);
         let mut out = Vec::new();
-        for item in self.scan_prefix(self.db.cf().dead_letters, &prefix) {
+        for item in Store::scan_prefix(&db, db.cf().dead_letters, &prefix) {
             let (k, v) = item?;
             let id = seq_of(&k[prefix.len()..])?;
             let (error, entries) = schema::decode_dead_letter(&v)?;
@@ -252,16 +257,18 @@ impl Store {
 
     /// Removes one dead letter (on drop).
     pub fn remove_dead_letter(&self, subscriber: &str, id: u64) -> Result<(), StoreError> {
+        let db = self.db()?;
         let mut b = WriteBatch::default();
-        b.delete_cf(self.dead_cf(), schema::dead_letter_key(subscriber, id));
+        b.delete_cf(Store::dead_cf(&db), schema::dead_letter_key(subscriber, id));
         self.write_synced(b)
     }
 
     /// Every subscriber record (`meta` `subscriber/…`, JSON owned by the notifier).
     pub fn subscriber_records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = self.db()?;
         let prefix = schema::META_SUBSCRIBER_PREFIX.as_bytes();
         let mut out = Vec::new();
-        for item in self.scan_prefix(self.db.cf().meta, prefix) {
+        for item in Store::scan_prefix(&db, db.cf().meta, prefix) {
             let (k, v) = item?;
             let la = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((la, v.to_vec()));
@@ -276,7 +283,8 @@ impl Store {
         record: &[u8],
         cursor: Option<u64>,
     ) -> Result<(), StoreError> {
-        let meta = self.meta();
+        let db = self.db()?;
+        let meta = Store::meta(&db);
         let mut b = WriteBatch::default();
         b.put_cf(meta, schema::subscriber_key(subscriber), record);
         if let Some(c) = cursor {
@@ -288,7 +296,8 @@ impl Store {
     /// Forgets a subscriber's cursor (it no longer holds back the clean-up) and
     /// stores its record (which says why) in one synced write.
     pub fn drop_cursor(&self, subscriber: &str, record: &[u8]) -> Result<(), StoreError> {
-        let meta = self.meta();
+        let db = self.db()?;
+        let meta = Store::meta(&db);
         let mut b = WriteBatch::default();
         b.delete_cf(meta, schema::cursor_key(subscriber));
         b.put_cf(meta, schema::subscriber_key(subscriber), record);
@@ -297,8 +306,10 @@ impl Store {
 
     /// The stored post of `key`, if any (replay sends the current state).
     pub fn post(&self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
-        let cf = self.db.cf().engagements;
-        match self.db.get_pinned_cf(cf, schema::encode_key(key))? {
+        let db = self.db()?;
+        let cf = db.cf().engagements;
+        let found = db.get_pinned_cf(cf, schema::encode_key(key))?;
+        match found {
             Some(v) => Ok(Some(schema::decode_value(key.clone(), &v)?)),
             None => Ok(None),
         }
@@ -311,14 +322,15 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<Engagement>, Option<Vec<u8>>), StoreError> {
-        let cf = self.db.cf().engagements;
+        let db = self.db()?;
+        let cf = db.cf().engagements;
         let mode = match after {
             Some(k) => IteratorMode::From(k, Direction::Forward),
             None => IteratorMode::Start,
         };
         let mut out = Vec::with_capacity(limit);
         let mut last = None;
-        for item in self.db.iterator_cf(cf, mode) {
+        for item in db.iterator_cf(cf, mode) {
             let (k, v) = item?;
             if after.is_some_and(|a| a == &k[..]) {
                 continue;
@@ -336,26 +348,28 @@ impl Store {
     /// passed them). Not synced: if the deletion is lost in a crash it is redone, and
     /// the cursors it relies on were synced before.
     pub fn collect_outbox(&self, below: u64) -> Result<(), StoreError> {
+        let db = self.db()?;
         if below == 0 {
             return Ok(());
         }
-        let cf = self.db.cf().outbox;
+        let cf = db.cf().outbox;
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf, 0u64.to_be_bytes(), below.to_be_bytes());
-        Ok(self.db.write(b)?)
+        Ok(db.write(b)?)
     }
 
-    fn meta(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf().meta
+    fn meta(db: &Rocks) -> &rocksdb::ColumnFamily {
+        db.cf().meta
     }
 
-    fn dead_cf(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf().dead_letters
+    fn dead_cf(db: &Rocks) -> &rocksdb::ColumnFamily {
+        db.cf().dead_letters
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let db = self.db()?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        Ok(self.db.write_opt(batch, &wo)?)
+        Ok(db.write_opt(batch, &wo)?)
     }
 }

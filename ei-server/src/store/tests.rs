@@ -316,11 +316,14 @@ fn refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        let meta = store.db.cf().meta;
-        store
-            .db
-            .put_cf(meta, schema::META_SCHEMA_VERSION, 99u32.to_be_bytes())
-            .unwrap();
+        let db = store.db().unwrap();
+        db.put_cf(
+            db.cf().meta,
+            schema::META_SCHEMA_VERSION,
+            99u32.to_be_bytes(),
+        )
+        .unwrap();
+        drop(db);
         store.close();
     }
     let err = Store::open(
@@ -445,15 +448,12 @@ async fn stats_of_an_older_directory_are_counted_at_open() {
         .await
         .unwrap();
     // As a directory written before the counters existed.
-    let meta = store.db.cf_handle(schema::CF_META).unwrap();
-    store
-        .db
-        .delete_cf(meta, schema::META_STATS_VERSION)
+    let db = store.db().unwrap();
+    let meta = db.cf().meta;
+    db.delete_cf(meta, schema::META_STATS_VERSION).unwrap();
+    db.delete_cf(meta, schema::stats_key("sourceSystem", "ss"))
         .unwrap();
-    store
-        .db
-        .delete_cf(meta, schema::stats_key("sourceSystem", "ss"))
-        .unwrap();
+    drop(db);
     store.close();
     drop(store);
     let store = open(dir.path());

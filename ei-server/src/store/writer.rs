@@ -2,6 +2,7 @@
 //! view of the store ([`GroupView`]), writes each group as one synced `WriteBatch`,
 //! then answers every request of the group (see the module above for why).
 
+use super::health::{DbCell, Health, WriterAlive};
 use super::lock::{self, LockState};
 use super::stats::{self, PostStats, StatsDelta};
 use super::{outbox, schema, Faults, Rocks, StoreError, StoreOptions};
@@ -42,9 +43,17 @@ pub(super) enum Message {
     Stop,
 }
 
+/// How often a failing writer tries to recover without traffic.
+const RETRY_RECOVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The writer thread's state.
 pub(super) struct Writer {
-    pub(super) db: Arc<Rocks>,
+    /// The writer's handle on the database; `None` only while a reopen failed.
+    pub(super) db: Option<Arc<Rocks>>,
+    /// Where the store keeps the database, to replace it after a failure.
+    pub(super) cell: Arc<DbCell>,
+    pub(super) health: Arc<Health>,
+    pub(super) path: std::path::PathBuf,
     pub(super) options: StoreOptions,
     pub(super) count: Arc<AtomicU64>,
     pub(super) metrics: Arc<Metrics>,
@@ -183,11 +192,21 @@ impl GroupView<'_> {
 
 impl Writer {
     pub(super) fn run(mut self, rx: mpsc::Receiver<Message>) {
+        let _alive = WriterAlive(self.health.clone());
         // A message that is not a write ends a group; it is handled right after it.
         let mut next: Option<Message> = None;
         loop {
             let message = match next.take() {
                 Some(m) => m,
+                // While failing, wake every second to try recovering without traffic.
+                None if self.failing() => match rx.recv_timeout(RETRY_RECOVERY) {
+                    Ok(m) => m,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.try_recover();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
                 None => match rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -196,8 +215,11 @@ impl Writer {
             match message {
                 Message::Stop => break,
                 Message::SetWriteLock { enabled, reply } => {
-                    let _ =
-                        reply.send(lock::switch(&self.db, &self.lock, enabled).map_err(Arc::new));
+                    let switched = match &self.db {
+                        Some(db) => lock::switch(db, &self.lock, enabled),
+                        None => Err(StoreError::Recovering),
+                    };
+                    let _ = reply.send(switched.map_err(Arc::new));
                 }
                 Message::Write(first) => {
                     let mut jobs = vec![first];
@@ -222,11 +244,85 @@ impl Writer {
         tracing::info!("store writer stopped");
     }
 
+    /// The database (present except while a reopen after a failure has failed).
+    fn db(&self) -> &Rocks {
+        self.db.as_deref().expect("checked by commit_group")
+    }
+
+    fn failing(&self) -> bool {
+        self.db.is_none() || self.health.commit_failing()
+    }
+
+    /// After a failed commit, once free space is above the floor: closes and reopens
+    /// the database (RocksDB keeps refusing writes after a failed one), reloads the
+    /// writer's counters from it and proves a synced write works.
+    fn try_recover(&mut self) {
+        if !self.failing() || !self.health.enough_space() {
+            return;
+        }
+        drop(self.db.take());
+        let (path, options) = (self.path.clone(), self.options.clone());
+        let reopened = self
+            .cell
+            .reopen(std::time::Duration::from_secs(5), || {
+                super::open_db(&path, &options).and_then(Rocks::with_handles)
+            })
+            .and_then(|()| self.cell.get());
+        let db = match reopened {
+            Ok(db) => db,
+            Err(e) => {
+                self.db = self.cell.get().ok();
+                tracing::warn!(error = %e, "reopening the store after a failed write failed; retrying");
+                return;
+            }
+        };
+        self.db = Some(db);
+        match self.reload_and_probe() {
+            Ok(()) => {
+                self.health.commit_succeeded();
+                self.health.recovered();
+                tracing::info!("store recovered: writes are accepted again");
+            }
+            Err(e) => {
+                self.health.commit_failed(e.to_string());
+                tracing::warn!(error = %e, "the store is still failing after a reopen; retrying");
+            }
+        }
+    }
+
+    /// Rereads the post count, outbox head and statistics, then writes the count back
+    /// synced: a write that must work for the store to count as recovered.
+    fn reload_and_probe(&mut self) -> Result<(), StoreError> {
+        let db = self.db.clone().expect("just reopened");
+        let count = super::read_count(&db)?;
+        self.count.store(count, Ordering::Relaxed);
+        let head = outbox::read_head(&db)?;
+        if head != self.next_seq {
+            self.next_seq = head;
+            self.commits.send_replace(head);
+        }
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = super::load_stats(&db)?;
+        let meta = db.cf().meta;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, count.to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        Ok(db.write_opt(batch, &wo)?)
+    }
+
     /// Applies, writes (one synced batch) and answers one group of requests.
     fn commit_group(&mut self, mut jobs: Vec<WriteJob>) {
         self.faults.before_group();
         if self.lock.is_on() {
             let e = Arc::new(StoreError::WriteLocked);
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        self.try_recover();
+        if self.db.is_none() {
+            let e = Arc::new(StoreError::Recovering);
             for job in jobs {
                 let _ = job.reply.send(Err(e.clone()));
             }
@@ -238,6 +334,7 @@ impl Writer {
         });
         match outcome {
             Ok(results) => {
+                self.health.commit_succeeded();
                 for (job, changes) in jobs.into_iter().zip(results) {
                     self.count_changes(&job, &changes);
                     let _ = job.reply.send(Ok((changes, job.transactions)));
@@ -245,6 +342,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = jobs.len(), "group commit failed; nothing of it was written");
+                self.health.commit_failed(e.to_string());
                 let e = Arc::new(e);
                 for job in jobs {
                     let _ = job.reply.send(Err(e.clone()));
@@ -255,9 +353,9 @@ impl Writer {
 
     /// Applies the group's requests in order against one view.
     fn build_batch(&self, jobs: &mut [WriteJob]) -> Result<Group, StoreError> {
-        let cf = self.db.cf().engagements;
+        let cf = self.db().cf().engagements;
         let mut view = GroupView {
-            db: &self.db,
+            db: self.db(),
             posts: HashMap::with_hasher(KeyHasher::new()),
         };
         let mut batch = WriteBatch::default();
@@ -291,7 +389,7 @@ impl Writer {
                 }
             }
             if self.options.outbox {
-                outbox::append(&self.db, &mut batch, &mut seq, &out.changes);
+                outbox::append(self.db(), &mut batch, &mut seq, &out.changes);
             }
             results.push(out.changes);
         }
@@ -315,7 +413,7 @@ impl Writer {
         requests: usize,
     ) -> Result<(), StoreError> {
         let new_count = (self.count.load(Ordering::Relaxed) as i64 + delta).max(0) as u64;
-        let meta = self.db.cf().meta;
+        let meta = self.db().cf().meta;
         batch.put_cf(meta, schema::META_ENGAGEMENT_COUNT, new_count.to_be_bytes());
         let counters = {
             let now = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,7 +423,7 @@ impl Writer {
         wo.set_sync(self.options.sync);
         let entries = batch.len() - counters.len();
         self.faults.before_write(self.options.sync)?;
-        self.db.write_opt(batch, &wo)?;
+        self.db().write_opt(batch, &wo)?;
         self.count.store(new_count, Ordering::Relaxed);
         stats::publish(
             &mut self.stats.lock().unwrap_or_else(|e| e.into_inner()),

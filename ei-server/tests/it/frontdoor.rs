@@ -375,3 +375,138 @@ async fn a_service_at_its_in_flight_cap_answers_busy_retry_later() {
     assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 200"));
     s.stop().await.unwrap();
 }
+
+// ---- Health and recovery ----
+
+/// A small tmpfs mounted for one test (needs root and mount permission; `None`
+/// where the machine forbids it).
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(megabytes: u32) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallFs { dir })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// An Update of 1000 new posts for residents `19{batch:05}{j:05}`.
+fn thousand(batch: usize) -> String {
+    let posts: Vec<(String, &str, Option<&str>)> = (0..1000)
+        .map(|j| (format!("19{batch:05}{j:05}"), "a", None))
+        .collect();
+    let refs: Vec<(&str, &str, Option<&str>)> =
+        posts.iter().map(|(r, c, m)| (r.as_str(), *c, *m)).collect();
+    update_body("5565594230", &refs, false)
+}
+
+async fn ready(c: &reqwest::Client, s: &Harness) -> (u16, String) {
+    let r = c.get(s.url("/ready")).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_full_disk_makes_the_index_unready_and_it_resumes_writing_when_space_is_back() {
+    let Some(fs) = SmallFs::mount(32) else {
+        eprintln!("skipped: this machine does not let the test mount a tmpfs");
+        return;
+    };
+    let filler = fs.dir.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 12 << 20]).unwrap();
+    let s = start_in(fs.dir.path().join("data"), |c| c.min_free_disk_mb = 4).await;
+    let c = reqwest::Client::new();
+    assert_eq!(ready(&c, &s).await.0, 200);
+    let mut acknowledged = Vec::new();
+    for batch in 0..1000 {
+        let a = post(&c, &s.url(UPDATE), thousand(batch), Some("fill")).await;
+        if a.status != 200 {
+            let (code, _) = fault(&a);
+            assert_eq!(code, "soap:Server");
+            break;
+        }
+        acknowledged.push(batch);
+    }
+    assert!(!acknowledged.is_empty() && acknowledged.len() < 1000);
+    let (status, why) = ready(&c, &s).await;
+    assert_eq!(status, 503);
+    assert!(why.contains("the last group commit failed"), "{why}");
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
+    assert_eq!(status["ready"], false);
+    // Reads go on.
+    let domain = "riv:clinicalprocess:healthcond:description";
+    let a = post(
+        &c,
+        &s.url(FIND),
+        find_body("190000000999", domain, ""),
+        Some("r"),
+    )
+    .await;
+    assert_eq!(engagements(&a.body).len(), 1);
+    // Space comes back: the index recovers by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let mut recovered = false;
+    for _ in 0..600 {
+        if ready(&c, &s).await.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "still not ready: {}", ready(&c, &s).await.1);
+    assert_eq!(metric(&c, &s, "ei_store_recoveries").await, 1);
+    let a = post(
+        &c,
+        &s.url(UPDATE),
+        update_body("5565594230", &OK_POST, false),
+        Some("after"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Nothing acknowledged was lost.
+    for batch in acknowledged {
+        let resident = format!("19{batch:05}00999");
+        let a = post(
+            &c,
+            &s.url(FIND),
+            find_body(&resident, domain, ""),
+            Some("r"),
+        )
+        .await;
+        assert_eq!(engagements(&a.body).len(), 1, "{resident}");
+    }
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn free_disk_under_the_floor_makes_the_index_unready_and_status_says_why() {
+    let s = start(|c| c.min_free_disk_mb = u64::MAX >> 21).await;
+    let c = reqwest::Client::new();
+    let (status, why) = ready(&c, &s).await;
+    assert_eq!(status, 503);
+    assert!(
+        why.contains("free disk space") && why.contains("under the floor"),
+        "{why}"
+    );
+    let status: serde_json::Value = get_json(&c, &s.url("/status")).await;
+    assert_eq!(status["ready"], false);
+    assert!(status["not_ready_because"][0]
+        .as_str()
+        .unwrap()
+        .contains("free disk space"));
+    s.stop().await.unwrap();
+}
