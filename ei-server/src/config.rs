@@ -208,6 +208,8 @@ pub struct NotificationConfig {
     pub admin_listen: SocketAddr,
     /// When set, admin calls need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// A file holding the token (first line); read at start, instead of `admin_token`.
+    pub admin_token_file: Option<PathBuf>,
     /// How long a subscriber missing from the subscriber set keeps its cursor and
     /// backlog; after it the gap is dropped explicitly (logged, counted, shown).
     pub absent_grace_seconds: u64,
@@ -241,6 +243,7 @@ impl Default for NotificationConfig {
             timeout_ms: 30_000,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
+            admin_token_file: None,
             absent_grace_seconds: 7 * 24 * 3600,
             max_backlog_entries: 5_000_000,
             max_backlog_age_seconds: 0,
@@ -330,12 +333,42 @@ impl Config {
             None => Config::default(),
         };
         args.apply(&mut c);
+        c.read_admin_token()?;
         c.check()?;
         Ok(c)
     }
 
+    /// Reads `admin_token_file` (its first line, trimmed) into `admin_token`.
+    fn read_admin_token(&mut self) -> Result<(), ConfigError> {
+        let n = &mut self.notifications;
+        let Some(path) = &n.admin_token_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "admin_token_file: {} holds no token",
+                path.display()
+            )));
+        }
+        n.admin_token = Some(token.to_owned());
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        let n = &self.notifications;
+        if !n.admin_listen.ip().is_loopback() && n.admin_token.as_deref().is_none_or(str::is_empty)
+        {
+            return bad(
+                "admin_token",
+                "an admin listener not on loopback needs admin_token or admin_token_file",
+            );
+        }
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
         }
@@ -515,9 +548,14 @@ pub struct Args {
     /// [notifications] table of the configuration file (see README).
     #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
-    /// Bearer token admin calls must carry [default: none, loopback-only listener].
+    /// Bearer token admin calls must carry; mandatory when --admin-listen is not a
+    /// loopback address [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN", value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// File whose first line is the admin token (keeps it out of the process list
+    /// and the environment) [default: none].
+    #[arg(long, env = "EI_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Args {
@@ -557,6 +595,9 @@ impl Args {
         }
         if let Some(v) = &self.admin_token {
             c.notifications.admin_token = Some(v.clone());
+        }
+        if let Some(v) = &self.admin_token_file {
+            c.notifications.admin_token_file = Some(v.clone());
         }
     }
 }
@@ -641,6 +682,26 @@ url = "http://127.0.0.1:2/pn"
             .unwrap_err()
             .to_string()
             .contains("SE1 has no url"));
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_needs_a_token_which_may_come_from_a_file() {
+        let args = Args::try_parse_from(["ei-server", "--admin-listen", "0.0.0.0:8081"]).unwrap();
+        let err = Config::load(&args).unwrap_err().to_string();
+        assert!(err.contains("admin_token"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let args = Args::try_parse_from([
+            "ei-server",
+            "--admin-listen",
+            "0.0.0.0:8081",
+            "--admin-token-file",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.notifications.admin_token.as_deref(), Some("s3cret"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub mod rules;
 pub mod wsdl;
 
 #[cfg(feature = "server")]
+pub mod admin;
+#[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;

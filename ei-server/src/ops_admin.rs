@@ -47,7 +47,7 @@ async fn authorize(State(s): State<OpsState>, req: Request, next: Next) -> Respo
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if given != Some(&format!("Bearer {token}")) {
+        if !crate::admin::bearer_ok(given, token) {
             return (StatusCode::UNAUTHORIZED, "admin token required\n").into_response();
         }
     }

@@ -53,7 +53,7 @@ async fn authorize(State(s): State<AdminState>, req: Request, next: Next) -> Res
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if given != Some(&format!("Bearer {token}")) {
+        if !crate::admin::bearer_ok(given, token) {
             return (StatusCode::UNAUTHORIZED, "admin token required\n").into_response();
         }
     }

@@ -143,17 +143,12 @@ impl Delivery {
     /// `0..=min(retry_delay_ms * 2^(n-1), max_backoff_ms)`, so subscribers that fail
     /// together do not retry together.
     pub fn backoff(&self, n: u32) -> Duration {
-        let cap = self
-            .config
-            .retry_delay_ms
-            .saturating_mul(1u64 << (n.max(1) - 1).min(30))
-            .min(self.config.max_backoff_ms);
-        Duration::from_millis(fastrand::u64(0..=cap))
+        full_jitter(self.config.retry_delay_ms, self.config.max_backoff_ms, n)
     }
 
     /// One ProcessNotification call with `part`.
     pub async fn call(&self, attempt: u32, part: &[OutboxEntry]) -> CallOutcome {
-        let client = match self.clients.get(&self.subscriber.tls) {
+        let client = match self.clients.get(&self.subscriber.tls).await {
             Ok(c) => c,
             Err(e) => return CallOutcome::Failed(e.to_string()),
         };
@@ -339,10 +334,35 @@ pub fn to_transaction(e: &OutboxEntry) -> Transaction {
     }
 }
 
+/// A delay uniform in `0..=min(first_ms * 2^(n-1), cap_ms)` milliseconds.
+fn full_jitter(first_ms: u64, cap_ms: u64, n: u32) -> Duration {
+    let cap = first_ms
+        .saturating_mul(1u64 << (n.max(1) - 1).min(30))
+        .min(cap_ms);
+    Duration::from_millis(fastrand::u64(0..=cap))
+}
+
 /// Sleeps; false when `stop` turned true meanwhile.
 pub async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => !*stop.borrow(),
         _ = stop.changed() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_are_fully_jittered_and_capped() {
+        let delays: Vec<Duration> = (0..200).map(|_| full_jitter(100, 1000, 3)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(
+            delays.iter().any(|d| *d < Duration::from_millis(200)),
+            "spread over the whole range, not only near the cap"
+        );
+        assert!((0..200).all(|_| full_jitter(100, 1000, 30) <= Duration::from_millis(1000)));
+        assert_eq!(full_jitter(0, 1000, 5), Duration::ZERO);
     }
 }

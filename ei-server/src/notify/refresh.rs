@@ -63,7 +63,7 @@ impl Notifier {
         reg: &RegistryConfig,
         force: bool,
     ) -> Result<BTreeMap<String, Subscriber>, (RefreshError, BTreeMap<String, Subscriber>)> {
-        let fetched = match self.clients.get(&self.config.tls()) {
+        let fetched = match self.clients.get(&self.config.tls()).await {
             Ok(client) => {
                 registry::fetch(&client, reg, &self.own_hsa_id, &self.config.vp_instance_id).await
             }

@@ -31,10 +31,10 @@ impl Clients {
         }
     }
 
-    /// The client for `files`; a failure is not cached, so fixed files are picked up
-    /// on the next try. Reads files: call it off the executor's hot path (once per
-    /// worker start or retry).
-    pub fn get(&self, files: &TlsFiles) -> Result<reqwest::Client, TlsError> {
+    /// The client for `files`, built on a blocking thread the first time (it reads the
+    /// files and the system's roots); a failure is not cached, so fixed files are
+    /// picked up on the next try.
+    pub async fn get(&self, files: &TlsFiles) -> Result<reqwest::Client, TlsError> {
         if let Some(c) = self
             .built
             .lock()
@@ -43,7 +43,13 @@ impl Clients {
         {
             return Ok(c.clone());
         }
-        let client = build(files)?;
+        let owned = files.clone();
+        let client = tokio::task::spawn_blocking(move || build(&owned))
+            .await
+            .map_err(|e| TlsError {
+                path: "(client)".into(),
+                message: e.to_string(),
+            })??;
         self.built
             .lock()
             .unwrap_or_else(|p| p.into_inner())

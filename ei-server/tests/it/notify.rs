@@ -239,8 +239,8 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
         r.delivered().len() == 20
     })
     .await;
+    down.wait_until("a retry", |r| r.call_count() >= 2).await;
     assert!(down.delivered().is_empty());
-    assert!(down.call_count() >= 2, "it was retried");
     let admin = admin(&c, &s).await;
     let list: serde_json::Value = get_json(&c, &format!("{admin}/admin/subscribers")).await;
     let entry = list
@@ -567,8 +567,9 @@ async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
     }
     r.wait_until("every change", |r| r.delivered().len() == 20)
         .await;
-    // Two rounds after the last delivery the cursor is written; then nothing changes.
-    upkeep_rounds(&c, &s, 2.0).await;
+    // A round or two after the last delivery the cursor is written; then nothing
+    // changes.
+    upkeep_rounds(&c, &s, 3.0).await;
     let syncs = metric(&c, &s, "ei_notify_store_syncs_total").await;
     assert!(
         syncs < 20.0,
@@ -739,7 +740,8 @@ async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
         1.0
     );
     up.wait_until("the other subscriber is unaffected", |r| {
-        r.delivered().len() == 11
+        let state = final_state(r);
+        state.len() == 9 && !state.contains_key("c0")
     })
     .await;
 
