@@ -235,10 +235,7 @@ fn in_ranges<T: Send>(
         .collect();
     let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|r| scope.spawn(move || f(r)))
-            .collect();
+        let handles: Vec<_> = ranges.iter().map(|r| scope.spawn(move || f(r))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))

@@ -270,9 +270,10 @@ pub fn java_id_matches(e: &RawEngagement, id: &str) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let id = id.as_bytes();
     id.len() == 64
-        && java_digest(e).iter().zip(id.chunks_exact(2)).all(|(b, h)| {
-            h[0] == HEX[usize::from(b >> 4)] && h[1] == HEX[usize::from(b & 15)]
-        })
+        && java_digest(e)
+            .iter()
+            .zip(id.chunks_exact(2))
+            .all(|(b, h)| h[0] == HEX[usize::from(b >> 4)] && h[1] == HEX[usize::from(b & 15)])
 }
 
 fn java_digest(e: &RawEngagement) -> [u8; 32] {
