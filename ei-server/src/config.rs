@@ -394,7 +394,8 @@ impl Config {
                 ),
             );
         }
-        if !self.admin_listen.ip().is_loopback() && n.admin_token.as_deref().is_none_or(str::is_empty)
+        if !self.admin_listen.ip().is_loopback()
+            && n.admin_token.as_deref().is_none_or(str::is_empty)
         {
             return bad(
                 "admin_token",
