@@ -61,6 +61,17 @@ pub struct Config {
     pub drain_timeout_ms: u64,
     /// Free MiB on the data directory's filesystem below which `/ready` answers 503.
     pub min_free_disk_mb: u64,
+    /// HTTPS on the service listener: the server's certificate chain (PEM); with
+    /// `tls_key`. Reread on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to; set: every client must
+    /// present a certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -295,12 +306,24 @@ impl Default for Config {
             writer_queue: 128,
             drain_timeout_ms: 30_000,
             min_free_disk_mb: 512,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             notifications: NotificationConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// The service listener's TLS files; `None`: plain HTTP.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// The parts the contract rules need.
     pub fn rules(&self) -> RulesConfig {
         RulesConfig {
@@ -368,6 +391,17 @@ impl Config {
                 "admin_token",
                 "an admin listener not on loopback needs admin_token or admin_token_file",
             );
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return bad("tls_key", "tls_cert is set, its key is missing"),
+            (None, Some(_)) => return bad("tls_cert", "tls_key is set, its certificate is missing"),
+            (None, None) if self.tls_client_ca.is_some() => {
+                return bad(
+                    "tls_client_ca",
+                    "client certificates need HTTPS: set tls_cert and tls_key",
+                )
+            }
+            _ => {}
         }
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
@@ -556,6 +590,18 @@ pub struct Args {
     /// and the environment) [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// HTTPS on the service listener: the server's certificate chain, PEM (needs
+    /// --tls-key; both reread on SIGHUP) [default: none, plain HTTP].
+    #[arg(long, env = "EI_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1) [default: none].
+    #[arg(long, env = "EI_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle, PEM: every client must present a certificate chaining to one of
+    /// these; its HSA-id (subject serialNumber, else CN) names the caller [default:
+    /// none, no client certificates asked for].
+    #[arg(long, env = "EI_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -598,6 +644,15 @@ impl Args {
         }
         if let Some(v) = &self.admin_token_file {
             c.notifications.admin_token_file = Some(v.clone());
+        }
+        for (flag, key) in [
+            (&self.tls_cert, &mut c.tls_cert),
+            (&self.tls_key, &mut c.tls_key),
+            (&self.tls_client_ca, &mut c.tls_client_ca),
+        ] {
+            if let Some(v) = flag {
+                *key = Some(v.clone());
+            }
         }
     }
 }

@@ -56,4 +56,6 @@ pub mod service;
 pub mod store;
 pub mod systemd;
 #[cfg(feature = "server")]
+pub mod tls;
+#[cfg(feature = "server")]
 pub mod transfer;

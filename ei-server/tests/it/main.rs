@@ -10,4 +10,5 @@ mod model;
 mod notify;
 mod ops;
 mod service;
+mod tls;
 mod write_lock;
