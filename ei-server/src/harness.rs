@@ -110,7 +110,7 @@ impl Harness {
         let addr = listener.local_addr()?;
         config.listen = addr;
         // Its admin listener too on a free loopback port (the address is in /status).
-        config.notifications.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let store = open(&config).await?;
         let (shutdown, stop) = oneshot::channel::<()>();
         let stop = async move {

@@ -53,8 +53,6 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
 }
 
-type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
-
 /// Starts delivery when any subscriber can exist.
 async fn start_notifications(
     config: &Config,
@@ -76,33 +74,6 @@ async fn start_notifications(
         source,
     })?;
     Ok(Some(notifier))
-}
-
-/// Starts the admin listener: the data's routes (write lock, …) and, when delivery
-/// runs, the notification routes.
-async fn start_admin(
-    config: &Config,
-    store: &Arc<Store>,
-    notifier: Option<&Arc<Notifier>>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(std::net::SocketAddr, AdminTask), ServerError> {
-    let n = &config.notifications;
-    let listener = TcpListener::bind(n.admin_listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(admin_addr = %addr, "admin listener");
-    let mut app = crate::ops_admin::router(store.clone(), n.admin_token.clone());
-    if let Some(notifier) = notifier {
-        app = app.merge(crate::notify::admin::router(
-            notifier.clone(),
-            n.admin_token.clone(),
-        ));
-    }
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(wait_for(stop))
-            .await
-    });
-    Ok((addr, task))
 }
 
 async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -148,8 +119,13 @@ pub async fn run_with_store(
         let _ = stop_tx.send(true);
     });
     let notifier = start_notifications(&config, &store).await?;
+    let admin = crate::admin::router(
+        store.clone(),
+        notifier.clone(),
+        config.notifications.admin_token.clone(),
+    );
     let (admin_addr, admin_task) =
-        start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
+        crate::admin::start(config.admin_listen, admin, stop_rx.clone()).await?;
     let service = Service::new(config.rules(), config.error_mode, store.clone())
         .with_max_in_flight(config.max_in_flight);
     let connections = Arc::new(ConnStats::default());
