@@ -427,7 +427,9 @@ impl Config {
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return bad("tls_key", "tls_cert is set, its key is missing"),
-            (None, Some(_)) => return bad("tls_cert", "tls_key is set, its certificate is missing"),
+            (None, Some(_)) => {
+                return bad("tls_cert", "tls_key is set, its certificate is missing")
+            }
             (None, None) if self.tls_client_ca.is_some() => {
                 return bad(
                     "tls_client_ca",

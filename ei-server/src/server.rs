@@ -188,7 +188,9 @@ fn reload_on_sighup(tls: Arc<crate::tls::Tls>, mut stop: tokio::sync::watch::Rec
             }
             match tls.reload() {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and client CAs reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous configuration stays in use"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous configuration stays in use")
+                }
             }
         }
     });

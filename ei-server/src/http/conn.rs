@@ -192,7 +192,10 @@ async fn handshake(
         }
         Err(_) => {
             stats.tls_failed.fetch_add(1, Relaxed);
-            tracing::debug!(?peer, "TLS handshake not done within the header-read timeout");
+            tracing::debug!(
+                ?peer,
+                "TLS handshake not done within the header-read timeout"
+            );
             None
         }
     }

@@ -144,9 +144,11 @@ async fn get(tls: &mut Tls, path: &str) -> std::io::Result<String> {
         buf.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&buf);
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+            let len = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            });
             if len.is_some_and(|n| body.len() >= n) {
                 break;
             }
@@ -237,7 +239,10 @@ async fn sighup_serves_the_new_certificate_and_open_connections_survive() {
     let s = https(&f, false).await;
     // Served: the SIGHUP handler is installed before the listener serves.
     let mut open = connect(&s, &ca, None).await.unwrap();
-    assert!(get(&mut open, "/health").await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(get(&mut open, "/health")
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
     assert_eq!(presented(&open), first.cert.der().to_vec());
 
     let second = server_cert(&ca, "second");
@@ -259,7 +264,10 @@ async fn sighup_serves_the_new_certificate_and_open_connections_survive() {
     }
     assert_eq!(served, second.cert.der().to_vec(), "the new certificate");
     // The connection opened before the reload still works, with its certificate.
-    assert!(get(&mut open, "/health").await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(get(&mut open, "/health")
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
     assert_eq!(presented(&open), first.cert.der().to_vec());
 
     s.stop().await.unwrap();
