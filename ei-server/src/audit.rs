@@ -95,10 +95,18 @@ impl Auditor {
             let total = self.metrics.audit_dropped.fetch_add(n, Ordering::Relaxed) + n;
             match e {
                 mpsc::TrySendError::Full(_) => {
-                    tracing::warn!(dropped = n, total, "audit queue full: access records dropped")
+                    tracing::warn!(
+                        dropped = n,
+                        total,
+                        "audit queue full: access records dropped"
+                    )
                 }
                 mpsc::TrySendError::Disconnected(_) => {
-                    tracing::error!(dropped = n, total, "audit appender gone: access records dropped")
+                    tracing::error!(
+                        dropped = n,
+                        total,
+                        "audit appender gone: access records dropped"
+                    )
                 }
             }
         }
@@ -148,7 +156,11 @@ fn append_loop(store: &Store, rx: &mpsc::Receiver<Msg>, retention_days: u64) {
         if !pending.is_empty() {
             if let Err(e) = store.append_audit(&pending) {
                 let n = pending.len() as u64;
-                let total = store.metrics().audit_dropped.fetch_add(n, Ordering::Relaxed) + n;
+                let total = store
+                    .metrics()
+                    .audit_dropped
+                    .fetch_add(n, Ordering::Relaxed)
+                    + n;
                 tracing::error!(error = %e, dropped = n, total, "writing access records failed: dropped");
             }
             pending.clear();

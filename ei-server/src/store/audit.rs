@@ -168,9 +168,10 @@ impl Store {
             if out.len() >= limit {
                 break;
             }
-            out.push(serde_json::from_slice(&value).map_err(|e| {
-                schema::Corrupt(format!("an audit record does not parse: {e}"))
-            })?);
+            out.push(
+                serde_json::from_slice(&value)
+                    .map_err(|e| schema::Corrupt(format!("an audit record does not parse: {e}")))?,
+            );
         }
         Ok(out)
     }

@@ -409,6 +409,28 @@ pub fn subscriber_key(subscriber: &str) -> Vec<u8> {
     format!("{META_SUBSCRIBER_PREFIX}{subscriber}").into_bytes()
 }
 
+/// The `audit` key of `resident`'s record at `time_ms` (Unix ms) with sequence `seq`:
+/// the resident as a key field (escaped, terminated), then both numbers u64 BE.
+pub fn audit_key(resident: &str, time_ms: u64, seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(resident.len() + 18);
+    for &b in resident.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0x00, 0x01]);
+    out.extend_from_slice(&time_ms.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The time (Unix ms) in an [`audit_key`]; `None` when the key is too short.
+pub fn audit_key_time(key: &[u8]) -> Option<u64> {
+    let n = key.len().checked_sub(16)?;
+    Some(u64::from_be_bytes(key[n..n + 8].try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,26 +578,4 @@ mod tests {
             prop_assert_eq!(decode_key(&encode_key(&ka)).unwrap(), ka);
         }
     }
-}
-
-/// The `audit` key of `resident`'s record at `time_ms` (Unix ms) with sequence `seq`:
-/// the resident as a key field (escaped, terminated), then both numbers u64 BE.
-pub fn audit_key(resident: &str, time_ms: u64, seq: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(resident.len() + 18);
-    for &b in resident.as_bytes() {
-        out.push(b);
-        if b == 0 {
-            out.push(0xFF);
-        }
-    }
-    out.extend_from_slice(&[0x00, 0x01]);
-    out.extend_from_slice(&time_ms.to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out
-}
-
-/// The time (Unix ms) in an [`audit_key`]; `None` when the key is too short.
-pub fn audit_key_time(key: &[u8]) -> Option<u64> {
-    let n = key.len().checked_sub(16)?;
-    Some(u64::from_be_bytes(key[n..n + 8].try_into().ok()?))
 }

@@ -118,9 +118,27 @@ async fn the_audit_answers_who_looked_up_and_who_changed_a_resident_and_survives
     .await;
 
     let expected = vec![
-        ("Update".into(), "anonymous".into(), "c-delete".into(), DOMAIN.into(), 1),
-        ("FindContent".into(), "SE-READER".into(), "c-find".into(), DOMAIN.into(), 2),
-        ("Update".into(), "SE-WRITER".into(), "c-update".into(), DOMAIN.into(), 2),
+        (
+            "Update".into(),
+            "anonymous".into(),
+            "c-delete".into(),
+            DOMAIN.into(),
+            1,
+        ),
+        (
+            "FindContent".into(),
+            "SE-READER".into(),
+            "c-find".into(),
+            DOMAIN.into(),
+            2,
+        ),
+        (
+            "Update".into(),
+            "SE-WRITER".into(),
+            "c-update".into(),
+            DOMAIN.into(),
+            2,
+        ),
     ];
     let log = audit_of(&c, &admin, r1, 3).await;
     assert_eq!(summary(&log), expected, "{log}");
@@ -133,8 +151,15 @@ async fn the_audit_answers_who_looked_up_and_who_changed_a_resident_and_survives
     let newest = get_json(&c, &format!("{admin}/admin/audit?resident={r1}&limit=1")).await;
     assert_eq!(summary(&newest), expected[..1].to_vec());
     assert_eq!(newest["truncated"], true);
-    let before = newest["records"][0]["time"].as_str().unwrap().replace('+', "%2B");
-    let older = get_json(&c, &format!("{admin}/admin/audit?resident={r1}&to={before}")).await;
+    let before = newest["records"][0]["time"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+    let older = get_json(
+        &c,
+        &format!("{admin}/admin/audit?resident={r1}&to={before}"),
+    )
+    .await;
     assert_eq!(summary(&older), expected[1..].to_vec(), "{older}");
     let resp = c.get(format!("{admin}/admin/audit")).send().await.unwrap();
     assert_eq!(resp.status(), 400);
@@ -172,7 +197,11 @@ async fn retention_deletes_records_older_than_its_days() {
     let store = s.store().clone();
     let deleted = tokio::task::spawn_blocking(move || {
         store
-            .append_audit(&[record(800, "old"), record(731, "older than 730"), record(10, "new")])
+            .append_audit(&[
+                record(800, "old"),
+                record(731, "older than 730"),
+                record(10, "new"),
+            ])
             .unwrap();
         ei_server::audit::purge(&store, 730, now)
     })
