@@ -75,6 +75,10 @@ pub struct Config {
     /// The admin listener (write lock, backup, stats, subscribers, dead letters).
     /// `notifications.admin_listen` is an older name for it.
     pub admin_listen: SocketAddr,
+    /// Keep the access log (who looked up or changed which resident's posts).
+    pub audit: bool,
+    /// Days an access record is kept (0 = forever).
+    pub audit_retention_days: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -315,6 +319,8 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            audit: true,
+            audit_retention_days: 730,
             notifications: NotificationConfig::default(),
         }
     }
@@ -618,6 +624,14 @@ pub struct Args {
     /// [notifications] table of the configuration file (see README).
     #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Keep the access log of FindContent, Update and ProcessNotification (caller,
+    /// resident, posts), read with GET /admin/audit [default: true].
+    #[arg(long, env = "EI_AUDIT", value_name = "BOOL")]
+    pub audit: Option<bool>,
+    /// Days an access record is kept; older ones are deleted hourly (0 = forever)
+    /// [default: 730].
+    #[arg(long, env = "EI_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u64>,
     /// Bearer token admin calls must carry; mandatory when --admin-listen is not a
     /// loopback address [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN", value_name = "TOKEN")]
@@ -664,7 +678,9 @@ impl Args {
             max_in_flight,
             writer_queue,
             drain_timeout_ms,
-            min_free_disk_mb
+            min_free_disk_mb,
+            audit,
+            audit_retention_days
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());

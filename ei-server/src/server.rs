@@ -126,8 +126,16 @@ pub async fn run_with_store(
     );
     let (admin_addr, admin_task) =
         crate::admin::start(config.admin_listen, admin, stop_rx.clone()).await?;
+    let auditor = Arc::new(if config.audit {
+        let store = store.clone();
+        let days = config.audit_retention_days;
+        crate::audit::Auditor::start(store, days)?
+    } else {
+        crate::audit::Auditor::off(store.metrics().clone())
+    });
     let service = Service::new(config.rules(), config.error_mode, store.clone())
-        .with_max_in_flight(config.max_in_flight);
+        .with_max_in_flight(config.max_in_flight)
+        .with_auditor(auditor.clone());
     let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
         service,
@@ -161,6 +169,9 @@ pub async fn run_with_store(
         n.shutdown().await;
     }
     let _ = admin_task.await;
+    tokio::task::spawn_blocking(move || auditor.stop())
+        .await
+        .ok();
     tokio::task::spawn_blocking(move || store.close())
         .await
         .ok();
