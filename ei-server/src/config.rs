@@ -61,9 +61,24 @@ pub struct Config {
     pub drain_timeout_ms: u64,
     /// Free MiB on the data directory's filesystem below which `/ready` answers 503.
     pub min_free_disk_mb: u64,
+    /// HTTPS on the service listener: the server's certificate chain (PEM); with
+    /// `tls_key`. Reread on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to; set: every client must
+    /// present a certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
     /// The admin listener (write lock, backup, stats, subscribers, dead letters).
     /// `notifications.admin_listen` is an older name for it.
     pub admin_listen: SocketAddr,
+    /// Keep the access log (who looked up or changed which resident's posts).
+    pub audit: bool,
+    /// Days an access record is kept (0 = forever).
+    pub audit_retention_days: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -300,13 +315,27 @@ impl Default for Config {
             writer_queue: 128,
             drain_timeout_ms: 30_000,
             min_free_disk_mb: 512,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            audit: true,
+            audit_retention_days: 730,
             notifications: NotificationConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// The service listener's TLS files; `None`: plain HTTP.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// The parts the contract rules need.
     pub fn rules(&self) -> RulesConfig {
         RulesConfig {
@@ -401,6 +430,19 @@ impl Config {
                 "admin_token",
                 "an admin listener not on loopback needs admin_token or admin_token_file",
             );
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return bad("tls_key", "tls_cert is set, its key is missing"),
+            (None, Some(_)) => {
+                return bad("tls_cert", "tls_key is set, its certificate is missing")
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                return bad(
+                    "tls_client_ca",
+                    "client certificates need HTTPS: set tls_cert and tls_key",
+                )
+            }
+            _ => {}
         }
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
@@ -582,6 +624,14 @@ pub struct Args {
     /// [notifications] table of the configuration file (see README).
     #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Keep the access log of FindContent, Update and ProcessNotification (caller,
+    /// resident, posts), read with GET /admin/audit [default: true].
+    #[arg(long, env = "EI_AUDIT", value_name = "BOOL")]
+    pub audit: Option<bool>,
+    /// Days an access record is kept; older ones are deleted hourly (0 = forever)
+    /// [default: 730].
+    #[arg(long, env = "EI_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u64>,
     /// Bearer token admin calls must carry; mandatory when --admin-listen is not a
     /// loopback address [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN", value_name = "TOKEN")]
@@ -590,6 +640,18 @@ pub struct Args {
     /// and the environment) [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// HTTPS on the service listener: the server's certificate chain, PEM (needs
+    /// --tls-key; both reread on SIGHUP) [default: none, plain HTTP].
+    #[arg(long, env = "EI_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1) [default: none].
+    #[arg(long, env = "EI_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle, PEM: every client must present a certificate chaining to one of
+    /// these; its HSA-id (subject serialNumber, else CN) names the caller [default:
+    /// none, no client certificates asked for].
+    #[arg(long, env = "EI_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -616,7 +678,9 @@ impl Args {
             max_in_flight,
             writer_queue,
             drain_timeout_ms,
-            min_free_disk_mb
+            min_free_disk_mb,
+            audit,
+            audit_retention_days
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());
@@ -634,6 +698,15 @@ impl Args {
         }
         if let Some(v) = &self.admin_token_file {
             c.notifications.admin_token_file = Some(v.clone());
+        }
+        for (flag, key) in [
+            (&self.tls_cert, &mut c.tls_cert),
+            (&self.tls_key, &mut c.tls_key),
+            (&self.tls_client_ca, &mut c.tls_client_ca),
+        ] {
+            if let Some(v) = flag {
+                *key = Some(v.clone());
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ pub mod wsdl;
 #[cfg(feature = "server")]
 pub mod admin;
 #[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
@@ -55,5 +57,7 @@ pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
 pub mod systemd;
+#[cfg(feature = "server")]
+pub mod tls;
 #[cfg(feature = "server")]
 pub mod transfer;

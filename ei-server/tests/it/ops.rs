@@ -299,6 +299,9 @@ fn the_conffile_loads_and_its_commented_values_are_the_real_defaults() {
         .chain([
             "alternative_hsa_id",
             "reserved_hsa_ids",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
             "default_url",
             "admin_token",
         ])
