@@ -147,7 +147,10 @@ fn assert_reads_back(xml: &str) -> Reply {
 /// character (also those of references) one XML 1.0 allows.
 pub fn assert_well_formed(xml: &str) {
     if let Some(c) = xml.chars().find(|&c| !is_xml_char(c)) {
-        panic!("character U+{:04X} is not allowed in XML 1.0:\n{xml:?}", c as u32);
+        panic!(
+            "character U+{:04X} is not allowed in XML 1.0:\n{xml:?}",
+            c as u32
+        );
     }
     let mut reader = Reader::from_str(xml);
     let mut depth = 0usize;

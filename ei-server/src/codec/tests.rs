@@ -364,7 +364,10 @@ fn replies_with_characters_xml_forbids_are_refused() {
              </r:GetLogicalAddresseesByServiceContractResponse></s:Body></s:Envelope>"
         );
         let err = parse_logical_addressees_response(answer.as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("not allowed in XML 1.0"), "{bad:?}: {err}");
+        assert!(
+            err.to_string().contains("not allowed in XML 1.0"),
+            "{bad:?}: {err}"
+        );
         let fault = format!(
             "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><s:Fault>\
              <faultcode>s:Server</faultcode><faultstring>x{bad}</faultstring></s:Fault></s:Body></s:Envelope>"

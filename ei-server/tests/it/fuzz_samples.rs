@@ -37,10 +37,33 @@ fn samples() -> [(Operation, String); 3] {
 /// What gets inserted: characters XML 1.0 forbids, raw and as references, entity
 /// references good and bad, stray markup.
 const INSERTS: &[&str] = &[
-    "\u{1}", "\u{0}", "\u{1b}", "\u{fffe}", "&#1;", "&#0;", "&#x1F;", "&#xFFFE;", "&#xD800;",
-    "&#128512;", "&amp;", "&lt;", "&bogus;", "&", "<", ">", "]]>", "<![CDATA[x]]>",
-    "<!DOCTYPE x>", "<?pi x?>", "<!-- c -->", "<a b='1' b='2'/>", "<a b=1/>", "\"", "'",
-    "\r\n", " ",
+    "\u{1}",
+    "\u{0}",
+    "\u{1b}",
+    "\u{fffe}",
+    "&#1;",
+    "&#0;",
+    "&#x1F;",
+    "&#xFFFE;",
+    "&#xD800;",
+    "&#128512;",
+    "&amp;",
+    "&lt;",
+    "&bogus;",
+    "&",
+    "<",
+    ">",
+    "]]>",
+    "<![CDATA[x]]>",
+    "<!DOCTYPE x>",
+    "<?pi x?>",
+    "<!-- c -->",
+    "<a b='1' b='2'/>",
+    "<a b=1/>",
+    "\"",
+    "'",
+    "\r\n",
+    " ",
 ];
 
 #[derive(Clone, Debug)]
@@ -55,10 +78,10 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        (at.clone(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
-        at.clone().prop_map(|at| Mutation::Truncate { at }),
-        (at.clone(), 0..INSERTS.len()).prop_map(|(at, what)| Mutation::Insert { at, what }),
-        at.clone().prop_map(|line| Mutation::DuplicateLine { line }),
+        (at, 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
+        at.prop_map(|at| Mutation::Truncate { at }),
+        (at, 0..INSERTS.len()).prop_map(|(at, what)| Mutation::Insert { at, what }),
+        at.prop_map(|line| Mutation::DuplicateLine { line }),
         at.prop_map(|which| Mutation::DuplicateElement { which }),
     ]
 }
@@ -127,8 +150,14 @@ fn assert_well_formed(status: u16, body: &str) -> Reply {
     let bad = body.chars().find(|&c| {
         !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
     });
-    assert_eq!(bad, None, "a character XML 1.0 forbids in the reply: {body:?}");
-    assert!(!body.contains("&#"), "a character reference in the reply: {body}");
+    assert_eq!(
+        bad, None,
+        "a character XML 1.0 forbids in the reply: {body:?}"
+    );
+    assert!(
+        !body.contains("&#"),
+        "a character reference in the reply: {body}"
+    );
     let reply = parse_reply(body.as_bytes())
         .unwrap_or_else(|e| panic!("the reply does not read back: {e}\n{body}"));
     match (&reply, status) {
@@ -148,8 +177,7 @@ impl Index {
     fn new() -> Index {
         let dir = tempfile::tempdir().unwrap();
         let config = test_config(|c| c.data_dir = dir.path().join("data"));
-        let store =
-            ei_server::server::open_store(&config, Arc::new(Metrics::default())).unwrap();
+        let store = ei_server::server::open_store(&config, Arc::new(Metrics::default())).unwrap();
         let service = Service::new(config.rules(), config.error_mode, Arc::new(store));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -203,7 +231,9 @@ fn check(index: &Index, op: Operation, body: Vec<u8>) {
 /// Escapes text for an element (the test's own requests; the server's replies are
 /// what is under test).
 fn quick_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 proptest! {
