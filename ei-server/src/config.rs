@@ -61,6 +61,24 @@ pub struct Config {
     pub drain_timeout_ms: u64,
     /// Free MiB on the data directory's filesystem below which `/ready` answers 503.
     pub min_free_disk_mb: u64,
+    /// HTTPS on the service listener: the server's certificate chain (PEM); with
+    /// `tls_key`. Reread on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to; set: every client must
+    /// present a certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The admin listener (write lock, backup, stats, subscribers, dead letters).
+    /// `notifications.admin_listen` is an older name for it.
+    pub admin_listen: SocketAddr,
+    /// Keep the access log (who looked up or changed which resident's posts).
+    pub audit: bool,
+    /// Days an access record is kept (0 = forever).
+    pub audit_retention_days: u64,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -204,8 +222,10 @@ pub struct NotificationConfig {
     pub rate_per_second: u32,
     /// Timeout of one call.
     pub timeout_ms: u64,
-    /// The admin listener (write lock, backup, stats; subscribers, dead letters).
-    pub admin_listen: SocketAddr,
+    /// Alias of the top-level `admin_listen` (the older place of the key); both set
+    /// to different addresses is a configuration error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
     /// When set, admin calls need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
     /// A file holding the token (first line); read at start, instead of `admin_token`.
@@ -241,7 +261,7 @@ impl Default for NotificationConfig {
             batch_size: 1000,
             rate_per_second: 10,
             timeout_ms: 30_000,
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_listen: None,
             admin_token: None,
             admin_token_file: None,
             absent_grace_seconds: 7 * 24 * 3600,
@@ -295,12 +315,27 @@ impl Default for Config {
             writer_queue: 128,
             drain_timeout_ms: 30_000,
             min_free_disk_mb: 512,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            audit: true,
+            audit_retention_days: 730,
             notifications: NotificationConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// The service listener's TLS files; `None`: plain HTTP.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// The parts the contract rules need.
     pub fn rules(&self) -> RulesConfig {
         RulesConfig {
@@ -320,10 +355,27 @@ impl Config {
             path: path.to_owned(),
             source: e,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let parse = |message: String| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let mut c: Config = toml::from_str(&text).map_err(|e| parse(e.to_string()))?;
+        // `[notifications] admin_listen` is the older name of the top-level key: it
+        // applies when the top level does not set one, and may not contradict it.
+        if let Some(alias) = c.notifications.admin_listen.take() {
+            let top_level_set = toml::from_str::<toml::Table>(&text)
+                .map_err(|e| parse(e.to_string()))?
+                .contains_key("admin_listen");
+            if top_level_set && alias != c.admin_listen {
+                return Err(parse(format!(
+                    "admin_listen = \"{}\" and notifications.admin_listen = \"{alias}\" \
+                     disagree; set only admin_listen (the [notifications] key is its older name)",
+                    c.admin_listen
+                )));
+            }
+            c.admin_listen = alias;
+        }
+        Ok(c)
     }
 
     /// Defaults, then `--config` (if any), then environment and flags.
@@ -362,12 +414,35 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
         let n = &self.notifications;
-        if !n.admin_listen.ip().is_loopback() && n.admin_token.as_deref().is_none_or(str::is_empty)
+        if let Some(alias) = n.admin_listen.filter(|a| *a != self.admin_listen) {
+            return bad(
+                "notifications.admin_listen",
+                &format!(
+                    "{alias} disagrees with admin_listen = {}; set only admin_listen",
+                    self.admin_listen
+                ),
+            );
+        }
+        if !self.admin_listen.ip().is_loopback()
+            && n.admin_token.as_deref().is_none_or(str::is_empty)
         {
             return bad(
                 "admin_token",
                 "an admin listener not on loopback needs admin_token or admin_token_file",
             );
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return bad("tls_key", "tls_cert is set, its key is missing"),
+            (None, Some(_)) => {
+                return bad("tls_cert", "tls_key is set, its certificate is missing")
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                return bad(
+                    "tls_client_ca",
+                    "client certificates need HTTPS: set tls_cert and tls_key",
+                )
+            }
+            _ => {}
         }
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
@@ -544,10 +619,19 @@ pub struct Args {
     pub min_free_disk_mb: Option<u64>,
     /// Admin listener: write lock, backup, statistics, and (when subscribers are
     /// configured) notification subscribers and dead letters [default:
-    /// 127.0.0.1:8081]. Subscribers, the registry and delivery settings are set in the
+    /// 127.0.0.1:8081] (the file's admin_listen; [notifications] admin_listen is its
+    /// older name). Subscribers, the registry and delivery settings are set in the
     /// [notifications] table of the configuration file (see README).
     #[arg(long, env = "EI_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Keep the access log of FindContent, Update and ProcessNotification (caller,
+    /// resident, posts), read with GET /admin/audit [default: true].
+    #[arg(long, env = "EI_AUDIT", value_name = "BOOL")]
+    pub audit: Option<bool>,
+    /// Days an access record is kept; older ones are deleted hourly (0 = forever)
+    /// [default: 730].
+    #[arg(long, env = "EI_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u64>,
     /// Bearer token admin calls must carry; mandatory when --admin-listen is not a
     /// loopback address [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN", value_name = "TOKEN")]
@@ -556,6 +640,18 @@ pub struct Args {
     /// and the environment) [default: none].
     #[arg(long, env = "EI_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// HTTPS on the service listener: the server's certificate chain, PEM (needs
+    /// --tls-key; both reread on SIGHUP) [default: none, plain HTTP].
+    #[arg(long, env = "EI_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1) [default: none].
+    #[arg(long, env = "EI_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle, PEM: every client must present a certificate chaining to one of
+    /// these; its HSA-id (subject serialNumber, else CN) names the caller [default:
+    /// none, no client certificates asked for].
+    #[arg(long, env = "EI_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -582,7 +678,9 @@ impl Args {
             max_in_flight,
             writer_queue,
             drain_timeout_ms,
-            min_free_disk_mb
+            min_free_disk_mb,
+            audit,
+            audit_retention_days
         );
         if let Some(v) = &self.alternative_hsa_id {
             c.alternative_hsa_id = Some(v.clone());
@@ -591,13 +689,24 @@ impl Args {
             c.reserved_hsa_ids = Some(v.clone());
         }
         if let Some(v) = self.admin_listen {
-            c.notifications.admin_listen = v;
+            // The flag wins over the file's key under either name.
+            c.admin_listen = v;
+            c.notifications.admin_listen = None;
         }
         if let Some(v) = &self.admin_token {
             c.notifications.admin_token = Some(v.clone());
         }
         if let Some(v) = &self.admin_token_file {
             c.notifications.admin_token_file = Some(v.clone());
+        }
+        for (flag, key) in [
+            (&self.tls_cert, &mut c.tls_cert),
+            (&self.tls_key, &mut c.tls_key),
+            (&self.tls_client_ca, &mut c.tls_client_ca),
+        ] {
+            if let Some(v) = flag {
+                *key = Some(v.clone());
+            }
         }
     }
 }
@@ -702,6 +811,65 @@ url = "http://127.0.0.1:2/pn"
         .unwrap();
         let c = Config::load(&args).unwrap();
         assert_eq!(c.notifications.admin_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn admin_listen_is_top_level_with_the_notifications_key_as_its_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        let load = |text: &str, flags: &[&str]| {
+            std::fs::write(&file, text).unwrap();
+            let mut argv = vec!["ei-server", "--config", file.to_str().unwrap()];
+            argv.extend_from_slice(flags);
+            Config::load(&Args::try_parse_from(argv).unwrap()).map(|c| c.admin_listen)
+        };
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(load("", &[]).unwrap(), addr("127.0.0.1:8081"));
+        assert_eq!(
+            load("admin_listen = \"127.0.0.1:9001\"\n", &[]).unwrap(),
+            addr("127.0.0.1:9001")
+        );
+        // The older key alone still works.
+        assert_eq!(
+            load("[notifications]\nadmin_listen = \"127.0.0.1:9002\"\n", &[]).unwrap(),
+            addr("127.0.0.1:9002")
+        );
+        // Both, agreeing: fine. Both, disagreeing (even with the default): an error
+        // that names both keys and the file.
+        let both = |top: &str, alias: &str| {
+            format!("admin_listen = \"{top}\"\n[notifications]\nadmin_listen = \"{alias}\"\n")
+        };
+        assert_eq!(
+            load(&both("127.0.0.1:9003", "127.0.0.1:9003"), &[]).unwrap(),
+            addr("127.0.0.1:9003")
+        );
+        for (top, alias) in [
+            ("127.0.0.1:9003", "127.0.0.1:9004"),
+            ("127.0.0.1:8081", "127.0.0.1:9004"),
+        ] {
+            let err = load(&both(top, alias), &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("ei.toml")
+                    && err.contains("notifications.admin_listen")
+                    && err.contains(top)
+                    && err.contains(alias),
+                "{err}"
+            );
+        }
+        // The flag (or EI_ADMIN_LISTEN) wins over the file under either name.
+        assert_eq!(
+            load(
+                "[notifications]\nadmin_listen = \"127.0.0.1:9002\"\n",
+                &["--admin-listen", "127.0.0.1:9005"]
+            )
+            .unwrap(),
+            addr("127.0.0.1:9005")
+        );
+        // Set in code, the alias may not contradict the top level either.
+        let mut c = Config::default();
+        c.notifications.admin_listen = Some(addr("127.0.0.1:9006"));
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("notifications.admin_listen") && err.contains("admin_listen = "));
     }
 
     #[test]

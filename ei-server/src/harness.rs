@@ -82,7 +82,7 @@ enum Running {
 /// reports how the server ended; dropping it also asks it to stop (and, on its own
 /// runtime, waits until the store is closed).
 pub struct Harness {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when the configuration sets `tls_cert`).
     pub base: String,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
@@ -110,7 +110,7 @@ impl Harness {
         let addr = listener.local_addr()?;
         config.listen = addr;
         // Its admin listener too on a free loopback port (the address is in /status).
-        config.notifications.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let store = open(&config).await?;
         let (shutdown, stop) = oneshot::channel::<()>();
         let stop = async move {
@@ -140,7 +140,10 @@ impl Harness {
             Running::Task(tokio::spawn(serving))
         };
         Ok(Harness {
-            base: format!("http://{addr}"),
+            base: match config.tls_cert {
+                Some(_) => format!("https://{addr}"),
+                None => format!("http://{addr}"),
+            },
             addr,
             data_dir: config.data_dir,
             store,

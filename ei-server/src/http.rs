@@ -24,6 +24,8 @@ use tracing::Instrument;
 
 pub const CORRELATION_HEADER: &str = "x-skltp-correlation-id";
 pub const CONSUMER_HEADER: &str = "x-rivta-original-serviceconsumer-hsaid";
+/// The platform's sender header (the calling system's HSA-id).
+pub const SENDER_HEADER: &str = "x-vp-sender-id";
 const XML: &str = "text/xml; charset=UTF-8";
 
 /// What the handlers share.
@@ -62,14 +64,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let (correlation_id, consumer) = {
+    let (correlation_id, consumer, sender) = {
         let header = |name: &str| {
             req.headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        (header(CORRELATION_HEADER), header(CONSUMER_HEADER))
+        (
+            header(CORRELATION_HEADER),
+            header(CONSUMER_HEADER),
+            header(SENDER_HEADER),
+        )
     };
     let span = tracing::info_span!(
         "request",
@@ -93,7 +99,15 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
             Ok(Ok(body)) => {
                 state
                     .service
-                    .call(op, correlation_id.as_deref(), body)
+                    .call_as(
+                        op,
+                        correlation_id.as_deref(),
+                        Some(crate::audit::caller_identity(
+                            consumer.as_deref(),
+                            sender.as_deref(),
+                        )),
+                        body,
+                    )
                     .await
             }
             Ok(Err(e)) => too_large_or_unreadable(&state, op, limit, &e),

@@ -36,6 +36,8 @@ pub mod wsdl;
 #[cfg(feature = "server")]
 pub mod admin;
 #[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
@@ -57,5 +59,7 @@ pub mod service;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod systemd;
+#[cfg(feature = "server")]
+pub mod tls;
 #[cfg(feature = "server")]
 pub mod transfer;

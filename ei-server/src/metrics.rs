@@ -98,6 +98,8 @@ pub struct Metrics {
     pub owner_changed: AtomicU64,
     pub unchanged: AtomicU64,
     pub group_commits: AtomicU64,
+    /// FindContent access records dropped because the audit appender's queue was full.
+    pub audit_dropped: AtomicU64,
     batch_requests: Histogram,
     batch_engagements: Histogram,
 }
@@ -117,6 +119,7 @@ impl Default for Metrics {
             owner_changed: AtomicU64::new(0),
             unchanged: AtomicU64::new(0),
             group_commits: AtomicU64::new(0),
+            audit_dropped: AtomicU64::new(0),
             batch_requests: Histogram::new(BATCH_BOUNDS),
             batch_engagements: Histogram::new(ENGAGEMENT_BOUNDS),
         }
@@ -175,6 +178,12 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        out.push_str("# HELP ei_audit_dropped_total FindContent access records dropped because the audit queue was full.\n# TYPE ei_audit_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "ei_audit_dropped_total {}",
+            self.audit_dropped.load(Relaxed)
+        );
         out.push_str("# HELP ei_store_group_commits_total Write batches committed, each with one WAL fsync.\n# TYPE ei_store_group_commits_total counter\n");
         let _ = writeln!(
             out,

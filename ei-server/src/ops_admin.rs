@@ -11,9 +11,8 @@
 use crate::store::backup::BackupError;
 use crate::store::stats::StatsField;
 use crate::store::{Store, WriteLock};
-use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,36 +21,18 @@ use std::sync::Arc;
 #[derive(Clone)]
 struct OpsState {
     store: Arc<Store>,
-    token: Option<Arc<str>>,
 }
 
-/// The data's admin routes.
-pub fn router(store: Arc<Store>, token: Option<String>) -> Router {
-    let state = OpsState {
-        store,
-        token: token.map(Into::into),
-    };
+/// The data's admin routes (the bearer check is [`crate::admin`]'s).
+pub fn router(store: Arc<Store>) -> Router {
+    let state = OpsState { store };
     Router::new()
         .route("/admin/write-lock", get(write_lock))
         .route("/admin/write-lock/enable", post(enable))
         .route("/admin/write-lock/disable", post(disable))
         .route("/admin/backup", post(backup))
         .route("/admin/stats", get(stats))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
-}
-
-async fn authorize(State(s): State<OpsState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !crate::admin::bearer_ok(given, token) {
-            return (StatusCode::UNAUTHORIZED, "admin token required\n").into_response();
-        }
-    }
-    next.run(req).await
 }
 
 /// The write lock as JSON: `{"enabled": bool, "since": RFC 3339 UTC or null}`.

@@ -53,6 +53,13 @@ fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 /// The first character XML 1.0 forbids in `value`, as an EI004 naming `field`.
 fn check_xml_chars(field: &dyn std::fmt::Display, value: &str) -> Result<(), EiError> {
+    // Fast path (bulk import): printable ASCII, TAB, LF and CR are all allowed.
+    if value
+        .bytes()
+        .all(|b| (b' '..0x80).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return Ok(());
+    }
     match value.chars().find(|c| !is_xml_char(*c)) {
         None => Ok(()),
         Some(c) => Err(payload(format!(

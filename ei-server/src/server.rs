@@ -1,6 +1,7 @@
 //! Starting and stopping the server: `run(listener, config, shutdown)` opens the store,
 //! serves until `shutdown` resolves, drains in-flight requests and closes the store.
-//! Only `main` reads ports and signals; tests bind `127.0.0.1:0` and pass their own
+//! Only `main` reads ports and signals (one exception: with TLS, SIGHUP rereads the
+//! certificate files, see [`reload_on_sighup`]); tests bind `127.0.0.1:0` and pass their own
 //! shutdown future.
 
 use crate::config::Config;
@@ -29,6 +30,8 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -49,8 +52,6 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.min_free_bytes = config.min_free_disk_mb << 20;
     Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
 }
-
-type AdminTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
 /// Starts delivery when any subscriber can exist.
 async fn start_notifications(
@@ -73,33 +74,6 @@ async fn start_notifications(
         source,
     })?;
     Ok(Some(notifier))
-}
-
-/// Starts the admin listener: the data's routes (write lock, …) and, when delivery
-/// runs, the notification routes.
-async fn start_admin(
-    config: &Config,
-    store: &Arc<Store>,
-    notifier: Option<&Arc<Notifier>>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(std::net::SocketAddr, AdminTask), ServerError> {
-    let n = &config.notifications;
-    let listener = TcpListener::bind(n.admin_listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(admin_addr = %addr, "admin listener");
-    let mut app = crate::ops_admin::router(store.clone(), n.admin_token.clone());
-    if let Some(notifier) = notifier {
-        app = app.merge(crate::notify::admin::router(
-            notifier.clone(),
-            n.admin_token.clone(),
-        ));
-    }
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(wait_for(stop))
-            .await
-    });
-    Ok((addr, task))
 }
 
 async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -132,16 +106,36 @@ pub async fn run_with_store(
     store: Arc<Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let tls = match config.tls_files() {
+        Some(files) => Some(Arc::new(crate::tls::Tls::load(files)?)),
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(tls) = &tls {
+        reload_on_sighup(tls.clone(), stop_rx.clone());
+    }
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
     let notifier = start_notifications(&config, &store).await?;
+    let admin = crate::admin::router(
+        store.clone(),
+        notifier.clone(),
+        config.notifications.admin_token.clone(),
+    );
     let (admin_addr, admin_task) =
-        start_admin(&config, &store, notifier.as_ref(), stop_rx.clone()).await?;
+        crate::admin::start(config.admin_listen, admin, stop_rx.clone()).await?;
+    let auditor = Arc::new(if config.audit {
+        let store = store.clone();
+        let days = config.audit_retention_days;
+        crate::audit::Auditor::start(store, days)?
+    } else {
+        crate::audit::Auditor::off(store.metrics().clone())
+    });
     let service = Service::new(config.rules(), config.error_mode, store.clone())
-        .with_max_in_flight(config.max_in_flight);
+        .with_max_in_flight(config.max_in_flight)
+        .with_auditor(auditor.clone());
     let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
         service,
@@ -169,18 +163,48 @@ pub async fn run_with_store(
         systemd::tell("STOPPING=1\nSTATUS=draining in-flight requests");
         tracing::info!("shutting down: draining in-flight requests");
     });
-    serve(listener, app, limits(&config), connections, stop_rx).await;
+    serve(listener, app, limits(&config), connections, tls, stop_rx).await;
     drop(state);
     if let Some(n) = notifier {
         n.shutdown().await;
     }
     let _ = admin_task.await;
+    tokio::task::spawn_blocking(move || auditor.stop())
+        .await
+        .ok();
     tokio::task::spawn_blocking(move || store.close())
         .await
         .ok();
     watchdog.abort();
     tracing::info!("store closed");
     Ok(())
+}
+
+/// Rereads the TLS files on SIGHUP until `stop`: new handshakes get the new
+/// configuration, open connections keep theirs; a failed reload keeps the old one.
+fn reload_on_sighup(tls: Arc<crate::tls::Tls>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS files are not reloaded");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and client CAs reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous configuration stays in use")
+                }
+            }
+        }
+    });
 }
 
 /// The service listener's bounds from the configuration.

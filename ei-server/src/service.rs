@@ -3,12 +3,14 @@
 //! correlation id and the body and returns a status and an XML body.
 
 use crate::apply::Change;
+use crate::audit::Auditor;
 use crate::clock;
 use crate::codec::{self, CodecError, Request, ResultCode};
 use crate::config::ErrorMode;
 use crate::metrics::Metrics;
 use crate::operation::{Operation, WriteOperation};
 use crate::rules::{self, EiError, RulesConfig};
+use crate::store::audit::Access;
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct Service {
     /// Per operation (in [`Operation::ALL`] order): requests it may handle at once.
     in_flight: [tokio::sync::Semaphore; 3],
     max_in_flight: usize,
+    /// The access log (off unless [`Service::with_auditor`]).
+    auditor: Arc<Auditor>,
 }
 
 impl Service {
@@ -48,12 +52,19 @@ impl Service {
             rules,
             error_mode,
             store,
-            metrics,
             in_flight: std::array::from_fn(|_| {
                 tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS)
             }),
             max_in_flight: tokio::sync::Semaphore::MAX_PERMITS,
+            auditor: Arc::new(Auditor::off(metrics.clone())),
+            metrics,
         }
+    }
+
+    /// Records every served request in `auditor`'s access log.
+    pub fn with_auditor(mut self, auditor: Arc<Auditor>) -> Service {
+        self.auditor = auditor;
+        self
     }
 
     /// Caps the requests each operation handles at once (see [`Service::admit`]).
@@ -86,10 +97,29 @@ impl Service {
         &self.store
     }
 
-    /// Handles one call of `op` and records it in the metrics.
+    /// Handles one call of `op` and records it in the metrics (and, for an unnamed
+    /// caller, as `anonymous` in the access log).
     pub async fn call(&self, op: Operation, correlation_id: Option<&str>, body: Bytes) -> Reply {
+        self.call_as(op, correlation_id, None, body).await
+    }
+
+    /// [`Service::call`] for `caller` (its HSA-id, see
+    /// [`crate::audit::caller_identity`]), whom the access log names.
+    pub async fn call_as(
+        &self,
+        op: Operation,
+        correlation_id: Option<&str>,
+        caller: Option<String>,
+        body: Bytes,
+    ) -> Reply {
         let started = Instant::now();
-        let reply = match self.dispatch(op, correlation_id, body).await {
+        let access = self.auditor.enabled().then(|| {
+            crate::audit::access(
+                caller.unwrap_or_else(|| crate::audit::caller_identity(None, None)),
+                correlation_id,
+            )
+        });
+        let reply = match self.dispatch(op, correlation_id, access, body).await {
             Ok(r) => r,
             Err(e) => self.error_reply(op, &e),
         };
@@ -101,6 +131,7 @@ impl Service {
         &self,
         op: Operation,
         correlation_id: Option<&str>,
+        access: Option<Access>,
         body: Bytes,
     ) -> Result<Reply, EiError> {
         rules::check_correlation_id(correlation_id)?;
@@ -120,6 +151,12 @@ impl Service {
         match request {
             Request::FindContent { query, .. } => {
                 let q = rules::validate_find(*query)?;
+                let looked_up = access.as_ref().map(|_| {
+                    (
+                        q.registered_resident_identification.clone(),
+                        q.service_domain.clone(),
+                    )
+                });
                 let store = self.store.clone();
                 let (found, body) = tokio::task::spawn_blocking(move || {
                     let mut body = String::with_capacity(8192);
@@ -132,6 +169,14 @@ impl Service {
                 .map_err(|e| internal("find task", &e))?
                 .map_err(|e| internal("find", &e))?;
                 tracing::debug!(found, "FindContent");
+                if let (Some(access), Some((resident, domain))) = (access, looked_up) {
+                    self.auditor.lookup(vec![access.record(
+                        op.name(),
+                        &resident,
+                        domain,
+                        found as u64,
+                    )]);
+                }
                 Ok(ok_reply(body))
             }
             Request::Write {
@@ -139,7 +184,7 @@ impl Service {
                 logical_address,
                 transactions,
             } => self
-                .write(operation, logical_address.as_deref(), transactions)
+                .write_as(operation, logical_address.as_deref(), transactions, access)
                 .await
                 .map(|_| {
                     let mut body = String::with_capacity(400);
@@ -157,6 +202,18 @@ impl Service {
         logical_address: Option<&str>,
         transactions: Vec<crate::model::RawTransaction>,
     ) -> Result<Changes, EiError> {
+        self.write_as(op, logical_address, transactions, None).await
+    }
+
+    /// [`Service::write`], recorded in the access log as `access` (in the same
+    /// group commit as the posts).
+    pub async fn write_as(
+        &self,
+        op: WriteOperation,
+        logical_address: Option<&str>,
+        transactions: Vec<crate::model::RawTransaction>,
+        access: Option<Access>,
+    ) -> Result<Changes, EiError> {
         let valid = match op {
             WriteOperation::Update => {
                 rules::validate_update(&self.rules, logical_address, transactions)?
@@ -172,7 +229,7 @@ impl Service {
         let n = valid.len();
         let changes = self
             .store
-            .write(op, valid, clock::now())
+            .write_audited(op, valid, clock::now(), access)
             .await
             .map_err(|e| match *e {
                 crate::store::StoreError::Busy => EiError::Busy("the writer queue is full".into()),

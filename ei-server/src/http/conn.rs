@@ -6,9 +6,14 @@
 //! idle connections close, in-flight requests get the drain deadline, then whatever is
 //! still open is dropped.
 //!
+//! With TLS ([`crate::tls::Tls`]) each accepted socket first completes its handshake
+//! (within the header-read timeout) with the configuration current at accept, and
+//! every request on it carries the [`Caller`] the client certificate names.
+//!
 //! Why not `axum::serve`: it installs no timer, so a client sending one byte at a
 //! time held a connection (and SIGTERM) forever.
 
+use crate::tls::{Caller, Tls};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -39,6 +44,7 @@ pub struct ConnStats {
     header_timeouts: AtomicU64,
     idle_closed: AtomicU64,
     dropped_at_drain: AtomicU64,
+    tls_failed: AtomicU64,
 }
 
 impl ConnStats {
@@ -50,6 +56,11 @@ impl ConnStats {
     /// Connections dropped when the drain deadline passed.
     pub fn dropped_at_drain(&self) -> u64 {
         self.dropped_at_drain.load(Relaxed)
+    }
+
+    /// Connections whose TLS handshake failed or timed out.
+    pub fn tls_failed(&self) -> u64 {
+        self.tls_failed.load(Relaxed)
     }
 
     /// Prometheus text.
@@ -64,23 +75,26 @@ impl ConnStats {
              # TYPE ei_connections_closed_total counter\n\
              ei_connections_closed_total{{reason=\"header_timeout\"}} {}\n\
              ei_connections_closed_total{{reason=\"idle\"}} {}\n\
-             ei_connections_closed_total{{reason=\"drain_deadline\"}} {}\n",
+             ei_connections_closed_total{{reason=\"drain_deadline\"}} {}\n\
+             ei_connections_closed_total{{reason=\"tls_handshake\"}} {}\n",
             g(&self.open),
             g(&self.accepted),
             g(&self.header_timeouts),
             g(&self.idle_closed),
             g(&self.dropped_at_drain),
+            g(&self.tls_failed),
         )
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then drains within the
-/// deadline. Returns when every connection is closed or dropped.
+/// Serves `app` on `listener` (HTTPS when `tls` is set) until `stop` turns true, then
+/// drains within the deadline. Returns when every connection is closed or dropped.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     stats: Arc<ConnStats>,
+    tls: Option<Arc<Tls>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -103,11 +117,25 @@ pub async fn serve(
             _ = stopped(&mut stop) => break,
         };
         stats.accepted.fetch_add(1, Relaxed);
-        let conn = connection(socket, app.clone(), limits, stats.clone(), stop.clone());
-        tasks.spawn(async move {
-            conn.await;
-            drop(permit);
-        });
+        let _ = socket.set_nodelay(true);
+        let (app, stats, stop) = (app.clone(), stats.clone(), stop.clone());
+        match &tls {
+            None => {
+                tasks.spawn(async move {
+                    connection(socket, app, limits, stats, stop, None).await;
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tasks.spawn(async move {
+                    if let Some((io, caller)) = handshake(acceptor, socket, &limits, &stats).await {
+                        connection(io, app, limits, stats, stop, Some(caller)).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
         while tasks.try_join_next().is_some() {}
     }
     drop(listener);
@@ -137,17 +165,56 @@ impl Drop for OpenGuard {
     }
 }
 
-/// One connection: hyper's HTTP/1.1 under a watchdog for the head and idle timeouts.
-async fn connection(
+/// The TLS handshake, within the header-read timeout; the caller its client
+/// certificate names. `None` (counted, logged at debug) when it fails.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
     socket: TcpStream,
+    limits: &Limits,
+    stats: &ConnStats,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Caller)> {
+    let peer = socket.peer_addr().ok();
+    match tokio::time::timeout(limits.header_read, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => {
+            let hsa_id = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(crate::tls::caller_hsa_id)
+                .map(Arc::from);
+            Some((tls, Caller { hsa_id }))
+        }
+        Ok(Err(e)) => {
+            stats.tls_failed.fetch_add(1, Relaxed);
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            stats.tls_failed.fetch_add(1, Relaxed);
+            tracing::debug!(
+                ?peer,
+                "TLS handshake not done within the header-read timeout"
+            );
+            None
+        }
+    }
+}
+
+/// One connection: hyper's HTTP/1.1 under a watchdog for the head and idle timeouts.
+/// `caller`: on HTTPS, who is calling, attached to every request.
+async fn connection<I>(
+    socket: I,
     app: Router,
     limits: Limits,
     stats: Arc<ConnStats>,
     mut stop: watch::Receiver<bool>,
-) {
+    caller: Option<Caller>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     stats.open.fetch_add(1, Relaxed);
     let _open = OpenGuard(stats.clone());
-    let _ = socket.set_nodelay(true);
     let activity = Arc::new(Activity::new());
     let io = Watched {
         inner: socket,
@@ -155,7 +222,10 @@ async fn connection(
     };
     let tower = hyper_util::service::TowerToHyperService::new(app);
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        if let Some(c) = &caller {
+            req.extensions_mut().insert(c.clone());
+        }
         let busy = RequestGuard::start(tracked.clone());
         let fut = hyper::service::Service::call(&tower, req);
         async move {

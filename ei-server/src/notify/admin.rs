@@ -14,9 +14,8 @@
 use super::operations::OperationError;
 use super::refresh::RefreshError;
 use super::Notifier;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,15 +24,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 struct AdminState {
     notifier: Arc<Notifier>,
-    token: Option<Arc<str>>,
 }
 
-/// The admin routes.
-pub fn router(notifier: Arc<Notifier>, token: Option<String>) -> Router {
-    let state = AdminState {
-        notifier,
-        token: token.map(Into::into),
-    };
+/// The notification admin routes (the bearer check is [`crate::admin`]'s).
+pub fn router(notifier: Arc<Notifier>) -> Router {
+    let state = AdminState { notifier };
     Router::new()
         .route("/admin/subscribers", get(list))
         .route("/admin/subscribers/refresh", post(refresh))
@@ -43,21 +38,7 @@ pub fn router(notifier: Arc<Notifier>, token: Option<String>) -> Router {
             get(list_letters).delete(drop_letters),
         )
         .route("/admin/subscribers/{la}/resync", post(resync))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
-}
-
-async fn authorize(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !crate::admin::bearer_ok(given, token) {
-            return (StatusCode::UNAUTHORIZED, "admin token required\n").into_response();
-        }
-    }
-    next.run(req).await
 }
 
 async fn list(State(s): State<AdminState>) -> Response {

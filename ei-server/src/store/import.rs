@@ -2,9 +2,14 @@
 //! sorted batches ([`BatchBuilder`], built on the caller's threads), are kept in
 //! memory up to a budget and spilled to sorted run files beyond it, then merged in
 //! key order into SST files that RocksDB ingests whole (no WAL, no memtable, no
-//! compaction). The merge sees equal keys side by side, so duplicates are found
-//! there; it also counts the posts and the statistics, which are written to `meta`
-//! with the count after ingestion.
+//! compaction). The merges run on every core: sample keys of the batches cut the key
+//! space into one range per thread, and each range is merged into its own run and
+//! SST files (the ranges do not overlap, so their files ingest together). The SST
+//! files are LZ4-compressed (zstd, the bottommost level's choice, would cost a fifth
+//! of the import's CPU time); a compaction that reaches them rewrites them with zstd.
+//! The merge sees equal keys side by side, so duplicates are found there; it also
+//! counts the posts and the statistics, which are written to `meta` with the count
+//! after ingestion.
 //!
 //! A record in a batch or run file is `[key length u16 BE][key][value length
 //! u8][value][file u32 BE][line u64 BE]`: the store's own key and value bytes
@@ -63,6 +68,9 @@ pub struct ImportOptions {
     pub memory_bytes: usize,
     /// Target size of one ingested SST file (key and value bytes before compression).
     pub sst_bytes: u64,
+    /// Threads of the merges: the key space is cut into this many ranges, merged
+    /// side by side into their own run and SST files.
+    pub threads: usize,
 }
 
 impl Default for ImportOptions {
@@ -70,6 +78,7 @@ impl Default for ImportOptions {
         ImportOptions {
             memory_bytes: 1 << 30,
             sst_bytes: 256 << 20,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -139,29 +148,99 @@ impl BatchBuilder {
             })
         });
         let mut out = Vec::with_capacity(buf.len());
-        for (start, _) in &order {
+        let mut starts = Vec::with_capacity(order.len());
+        let mut samples = Vec::with_capacity(order.len() / SAMPLE_EVERY + 1);
+        for (i, (start, _)) in order.iter().enumerate() {
             let (r, _) = record_at(buf, *start as usize);
+            starts.push(out.len() as u32);
+            if i % SAMPLE_EVERY == 0 {
+                samples.push(r.key.to_vec());
+            }
             push_record(&mut out, r.key, r.value, r.origin);
         }
         SortedBatch {
             buf: out,
-            posts: order.len(),
+            starts,
+            samples,
             stats: self.stats,
         }
     }
 }
 
+/// One key in this many of a sorted batch is kept as a sample, to cut the key space
+/// into ranges of about equal size for the merges.
+const SAMPLE_EVERY: usize = 128;
+
 /// Posts sorted by store key, as records (see the module doc).
 pub struct SortedBatch {
     buf: Vec<u8>,
-    posts: usize,
+    /// Start of each record in `buf`, in key order.
+    starts: Vec<u32>,
+    /// Some of the keys (see [`SAMPLE_EVERY`]).
+    samples: Vec<Vec<u8>>,
     stats: StatsDelta,
 }
 
 impl SortedBatch {
     pub fn posts(&self) -> usize {
-        self.posts
+        self.starts.len()
     }
+
+    /// Bytes held.
+    fn size(&self) -> usize {
+        self.buf.len() + 4 * self.starts.len() + self.samples.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// The position of the first record whose key is not below `key` (the end of the
+    /// buffer for `None` or when every key is below).
+    fn seek(&self, key: Option<&[u8]>) -> usize {
+        let Some(key) = key else {
+            return self.buf.len();
+        };
+        let i = self
+            .starts
+            .partition_point(|&s| record_at(&self.buf, s as usize).0.key < key);
+        self.starts.get(i).map_or(self.buf.len(), |&s| s as usize)
+    }
+
+    /// This batch's records in `range` as a merge source.
+    fn source(&self, range: &Range<'_>) -> Source<'_> {
+        Source::Memory {
+            buf: &self.buf,
+            pos: range.lo.map_or(0, |lo| self.seek(Some(lo))),
+            end: self.seek(range.hi),
+        }
+    }
+}
+
+/// A range of keys, `lo` included, `hi` not (`None`: unbounded).
+struct Range<'a> {
+    index: usize,
+    lo: Option<&'a [u8]>,
+    hi: Option<&'a [u8]>,
+}
+
+/// Runs `f` on each range that `splits` cut the key space into, each on its own
+/// thread; the results in range order.
+fn in_ranges<T: Send>(
+    splits: &[Vec<u8>],
+    f: impl Fn(&Range<'_>) -> Result<T, ImportError> + Sync,
+) -> Result<Vec<T>, ImportError> {
+    let ranges: Vec<Range<'_>> = (0..=splits.len())
+        .map(|index| Range {
+            index,
+            lo: index.checked_sub(1).map(|i| splits[i].as_slice()),
+            hi: splits.get(index).map(Vec::as_slice),
+        })
+        .collect();
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges.iter().map(|r| scope.spawn(move || f(r))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 fn push_record(out: &mut Vec<u8>, key: &[u8], value: &[u8], at: Origin) {
@@ -200,11 +279,12 @@ fn record_at(buf: &[u8], pos: usize) -> (RecordRef<'_>, usize) {
     )
 }
 
-/// One sorted input of the merge: a batch in memory or a run file.
-enum Source {
+/// One sorted input of the merge: (a range of) a batch in memory or a run file.
+enum Source<'a> {
     Memory {
-        batch: SortedBatch,
+        buf: &'a [u8],
         pos: usize,
+        end: usize,
     },
     File {
         reader: BufReader<File>,
@@ -212,21 +292,19 @@ enum Source {
     },
 }
 
-impl Source {
+impl Source<'_> {
     /// The current record; `None` when done.
     fn current(&self) -> Option<RecordRef<'_>> {
         match self {
-            Source::Memory { batch, pos } => {
-                (*pos < batch.buf.len()).then(|| record_at(&batch.buf, *pos).0)
-            }
+            Source::Memory { buf, pos, end } => (*pos < *end).then(|| record_at(buf, *pos).0),
             Source::File { record, .. } => (!record.is_empty()).then(|| record_at(record, 0).0),
         }
     }
 
     fn advance(&mut self) -> std::io::Result<()> {
         match self {
-            Source::Memory { batch, pos } => {
-                *pos = record_at(&batch.buf, *pos).1;
+            Source::Memory { buf, pos, .. } => {
+                *pos = record_at(buf, *pos).1;
                 Ok(())
             }
             Source::File { reader, record } => read_record(reader, record),
@@ -255,7 +333,7 @@ fn read_record(reader: &mut BufReader<File>, record: &mut Vec<u8>) -> std::io::R
 /// Merges sources in key order, calling `f` with each record (equal keys in origin
 /// order).
 fn merge(
-    mut sources: Vec<Source>,
+    mut sources: Vec<Source<'_>>,
     mut f: impl FnMut(&RecordRef<'_>) -> Result<(), ImportError>,
     io_path: &Path,
 ) -> Result<(), ImportError> {
@@ -292,7 +370,13 @@ pub struct Importer {
     temp: tempfile::TempDir,
     memory: Vec<SortedBatch>,
     memory_bytes: usize,
-    runs: Vec<PathBuf>,
+    /// Sample keys of every batch added.
+    samples: Vec<Vec<u8>>,
+    /// The keys that cut the key space into the merges' ranges, chosen from the
+    /// samples at the first spill (or at [`Importer::prepare`]), then kept.
+    splits: Option<Vec<Vec<u8>>>,
+    /// Each spill's run files, one per range.
+    runs: Vec<Vec<PathBuf>>,
     /// Every added post counted (duplicates are taken out in the merge).
     stats: PostStats,
 }
@@ -306,6 +390,15 @@ pub struct Prepared {
     pub stats: PostStats,
     /// Keys that more than one line holds (the first is in the files).
     pub duplicates: Vec<Duplicate>,
+}
+
+/// One range's part of [`Importer::prepare`].
+struct RangeOutput {
+    files: Vec<PathBuf>,
+    posts: u64,
+    duplicates: Vec<Duplicate>,
+    /// The duplicates taken out of the counts.
+    stats: StatsDelta,
 }
 
 impl Importer {
@@ -343,16 +436,19 @@ impl Importer {
             temp,
             memory: Vec::new(),
             memory_bytes: 0,
+            samples: Vec::new(),
+            splits: None,
             runs: Vec::new(),
             stats: PostStats::default(),
         })
     }
 
-    /// Takes one sorted batch; spills the batches in memory to a run file when they
+    /// Takes one sorted batch; spills the batches in memory to run files when they
     /// pass the memory budget.
     pub fn add(&mut self, mut batch: SortedBatch) -> Result<(), ImportError> {
         std::mem::take(&mut batch.stats).fold_into(&mut self.stats);
-        self.memory_bytes += batch.buf.len();
+        self.memory_bytes += batch.size();
+        self.samples.append(&mut batch.samples);
         self.memory.push(batch);
         if self.memory_bytes > self.options.memory_bytes {
             self.spill()?;
@@ -360,85 +456,83 @@ impl Importer {
         Ok(())
     }
 
+    /// The split keys: `threads - 1` quantiles of the samples, chosen once.
+    fn splits(&mut self) -> Vec<Vec<u8>> {
+        if let Some(s) = &self.splits {
+            return s.clone();
+        }
+        let mut samples = std::mem::take(&mut self.samples);
+        samples.sort_unstable();
+        let n = self.options.threads.max(1);
+        let mut splits: Vec<Vec<u8>> = (1..n)
+            .filter_map(|i| samples.get(samples.len() * i / n).cloned())
+            .collect();
+        splits.dedup();
+        self.splits = Some(splits.clone());
+        splits
+    }
+
+    /// Merges the batches in memory into one run file per range (side by side).
     fn spill(&mut self) -> Result<(), ImportError> {
-        let path = self.temp.path().join(format!("run-{}", self.runs.len()));
-        let io = |source| ImportError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io)?);
-        let sources = memory_sources(std::mem::take(&mut self.memory));
+        let splits = self.splits();
+        let memory = std::mem::take(&mut self.memory);
         self.memory_bytes = 0;
-        merge(
-            sources,
-            |r| {
-                let mut rec = Vec::with_capacity(r.key.len() + r.value.len() + 15);
-                push_record(&mut rec, r.key, r.value, r.origin);
-                out.write_all(&rec).map_err(io)
-            },
-            &path,
-        )?;
-        out.flush().map_err(io)?;
-        self.runs.push(path);
+        let (temp, run) = (self.temp.path(), self.runs.len());
+        let files = in_ranges(&splits, |range| {
+            let path = temp.join(format!("run-{run}-{}", range.index));
+            let io = |source| ImportError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io)?);
+            let sources = memory.iter().map(|b| b.source(range)).collect();
+            let mut rec = Vec::new();
+            merge(
+                sources,
+                |r| {
+                    rec.clear();
+                    push_record(&mut rec, r.key, r.value, r.origin);
+                    out.write_all(&rec).map_err(io)
+                },
+                &path,
+            )?;
+            out.flush().map_err(io)?;
+            Ok(path)
+        })?;
+        self.runs.push(files);
         Ok(())
     }
 
-    /// Merges everything into SST files (nothing is in the store yet).
+    /// Merges everything into SST files (nothing is in the store yet), one range of
+    /// keys per thread.
     pub fn prepare(mut self) -> Result<Prepared, ImportError> {
-        let mut sources = memory_sources(std::mem::take(&mut self.memory));
-        for run in &self.runs {
-            let io = |source| ImportError::Io {
-                path: run.clone(),
-                source,
-            };
-            let mut reader = BufReader::with_capacity(1 << 20, File::open(run).map_err(io)?);
-            let mut record = Vec::new();
-            read_record(&mut reader, &mut record).map_err(io)?;
-            sources.push(Source::File { reader, record });
-        }
-        let opts = engagements_options(&table_options(8 << 20));
-        let mut out = SstOutput {
-            opts: &opts,
-            dir: self.temp.path(),
-            writer: None,
-            files: Vec::new(),
-            limit: self.options.sst_bytes,
-            bytes: 0,
-        };
-        let mut pending: Option<(Vec<u8>, Vec<u8>, Origin)> = None;
-        let (mut posts, mut duplicates) = (0u64, Vec::new());
+        let splits = self.splits();
+        let memory = std::mem::take(&mut self.memory);
+        let (temp, runs, limit) = (self.temp.path(), &self.runs, self.options.sst_bytes);
+        let parts = in_ranges(&splits, |range| {
+            let mut sources: Vec<Source<'_>> = memory.iter().map(|b| b.source(range)).collect();
+            for run in runs {
+                let path = &run[range.index];
+                let io = |source| ImportError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+                let mut record = Vec::new();
+                read_record(&mut reader, &mut record).map_err(io)?;
+                sources.push(Source::File { reader, record });
+            }
+            merge_range(sources, temp, range.index, limit)
+        })?;
+        let (mut files, mut posts, mut duplicates) = (Vec::new(), 0, Vec::new());
         let mut stats = std::mem::take(&mut self.stats);
-        let temp = self.temp.path().to_owned();
-        merge(
-            sources,
-            |r| {
-                if let Some((key, value, first)) = &mut pending {
-                    if key.as_slice() == r.key {
-                        duplicates.push(Duplicate {
-                            at: r.origin,
-                            first: *first,
-                        });
-                        stats.add(&schema::key_parts(r.key).map_err(StoreError::from)?, -1);
-                        return Ok(());
-                    }
-                    out.put(key, value)?;
-                    key.clear();
-                    key.extend_from_slice(r.key);
-                    value.clear();
-                    value.extend_from_slice(r.value);
-                    *first = r.origin;
-                } else {
-                    pending = Some((r.key.to_vec(), r.value.to_vec(), r.origin));
-                }
-                posts += 1;
-                Ok(())
-            },
-            &temp,
-        )?;
-        if let Some((key, value, _)) = &pending {
-            out.put(key, value)?;
+        for part in parts {
+            files.extend(part.files);
+            posts += part.posts;
+            duplicates.extend(part.duplicates);
+            part.stats.fold_into(&mut stats);
         }
-        let files = out.finish()?;
+        drop(memory);
         Ok(Prepared {
             importer: self,
             files,
@@ -449,17 +543,74 @@ impl Importer {
     }
 }
 
-fn memory_sources(batches: Vec<SortedBatch>) -> Vec<Source> {
-    batches
-        .into_iter()
-        .map(|batch| Source::Memory { batch, pos: 0 })
-        .collect()
+/// Merges one range's sources into SST files named after the range, keeping the
+/// first post of each key.
+fn merge_range(
+    sources: Vec<Source<'_>>,
+    dir: &Path,
+    range: usize,
+    limit: u64,
+) -> Result<RangeOutput, ImportError> {
+    let mut opts = engagements_options(&table_options(8 << 20));
+    // LZ4 rather than the bottommost level's zstd: a fifth of the CPU time; the
+    // files are rewritten with zstd when a compaction reaches them.
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
+    let mut out = SstOutput {
+        opts: &opts,
+        dir,
+        range,
+        writer: None,
+        files: Vec::new(),
+        limit,
+        bytes: 0,
+    };
+    let mut pending: Option<(Vec<u8>, Vec<u8>, Origin)> = None;
+    let (mut posts, mut duplicates) = (0u64, Vec::new());
+    let mut stats = StatsDelta::default();
+    merge(
+        sources,
+        |r| {
+            if let Some((key, value, first)) = &mut pending {
+                if key.as_slice() == r.key {
+                    duplicates.push(Duplicate {
+                        at: r.origin,
+                        first: *first,
+                    });
+                    stats.add(&schema::key_parts(r.key).map_err(StoreError::from)?, -1);
+                    return Ok(());
+                }
+                out.put(key, value)?;
+                key.clear();
+                key.extend_from_slice(r.key);
+                value.clear();
+                value.extend_from_slice(r.value);
+                *first = r.origin;
+            } else {
+                pending = Some((r.key.to_vec(), r.value.to_vec(), r.origin));
+            }
+            posts += 1;
+            Ok(())
+        },
+        dir,
+    )?;
+    if let Some((key, value, _)) = &pending {
+        out.put(key, value)?;
+    }
+    Ok(RangeOutput {
+        files: out.finish()?,
+        posts,
+        duplicates,
+        stats,
+    })
 }
 
 /// SST files written in key order, a new one past the size limit.
 struct SstOutput<'a> {
     opts: &'a rocksdb::Options,
     dir: &'a Path,
+    /// The range's number, in the file names.
+    range: usize,
     writer: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
     limit: u64,
@@ -469,7 +620,9 @@ struct SstOutput<'a> {
 impl<'a> SstOutput<'a> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ImportError> {
         if self.writer.is_none() {
-            let path = self.dir.join(format!("{:06}.sst", self.files.len()));
+            let path = self
+                .dir
+                .join(format!("{:03}-{:06}.sst", self.range, self.files.len()));
             let w = SstFileWriter::create(self.opts);
             w.open(&path)?;
             self.writer = Some(w);

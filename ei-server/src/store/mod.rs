@@ -15,6 +15,7 @@
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
 
+pub mod audit;
 pub mod backup;
 pub mod export;
 mod faults;
@@ -230,6 +231,18 @@ impl Store {
         transactions: Vec<Transaction>,
         now: Timestamp,
     ) -> Result<Vec<Change>, Arc<StoreError>> {
+        self.write_audited(service, transactions, now, None).await
+    }
+
+    /// [`Store::write`], with the request's access records (when `access` is given)
+    /// written in the same batch as its posts.
+    pub async fn write_audited(
+        &self,
+        service: WriteOperation,
+        transactions: Vec<Transaction>,
+        now: Timestamp,
+        access: Option<audit::Access>,
+    ) -> Result<Vec<Change>, Arc<StoreError>> {
         let (reply, rx) = oneshot::channel();
         let read_keys = read_keys(service, &self.own_hsa_id, &transactions);
         let job = WriteJob {
@@ -237,6 +250,7 @@ impl Store {
             transactions,
             read_keys,
             now,
+            access,
             span: tracing::Span::current(),
             reply,
         };
@@ -392,6 +406,7 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
         ColumnFamilyDescriptor::new(schema::CF_META, Options::default()),
         ColumnFamilyDescriptor::new(schema::CF_OUTBOX, Options::default()),
         ColumnFamilyDescriptor::new(schema::CF_DEAD_LETTERS, Options::default()),
+        ColumnFamilyDescriptor::new(schema::CF_AUDIT, Options::default()),
     ];
     Ok(DB::open_cf_descriptors(&db_options(), path, cfs)?)
 }

@@ -14,6 +14,7 @@ pub(super) struct Families<'db> {
     pub(super) meta: &'db ColumnFamily,
     pub(super) outbox: &'db ColumnFamily,
     pub(super) dead_letters: &'db ColumnFamily,
+    pub(super) audit: &'db ColumnFamily,
 }
 
 /// The handle of `db`'s column family `name`; an error when it is missing.
@@ -32,6 +33,7 @@ fn families(db: &DB) -> Result<Families<'_>, StoreError> {
         meta: handle(db, schema::CF_META)?,
         outbox: handle(db, schema::CF_OUTBOX)?,
         dead_letters: handle(db, schema::CF_DEAD_LETTERS)?,
+        audit: handle(db, schema::CF_AUDIT)?,
     })
 }
 

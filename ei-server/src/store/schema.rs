@@ -7,6 +7,7 @@
 //! | `meta`        | ASCII name                  | see below                     |
 //! | `outbox`      | sequence number, u64 BE     | [`encode_outbox`]: one notifiable change |
 //! | `deadletters` | subscriber ‖ `0x00` ‖ batch id u64 BE | [`encode_dead_letter`]: an undeliverable batch |
+//! | `audit`       | [`audit_key`]: resident ‖ time ms u64 BE ‖ sequence u64 BE | JSON of one access record |
 //!
 //! `outbox` is one log shared by all subscribers, written in the same batch as the
 //! posts it describes; each subscriber's position in it (the next sequence number to
@@ -36,6 +37,12 @@
 //! `meta` key `write_lock` is the maintenance switch ([`encode_write_lock`]): one byte
 //! (1 on, 0 off) and the Unix second of the last change (u64 BE). Absent = off.
 //!
+//! `audit` is the access log ([`super::audit`]): one record per request and resident
+//! (caller, correlation id, operation, service domain, posts returned or changed).
+//! The resident is encoded like a key field (below), so one resident's records are
+//! one contiguous range ordered by time: a lookup for a resident and a period is one
+//! range scan. Records older than the retention are deleted by a periodic scan.
+//!
 //! # Key
 //! The nine key fields in the order resident, serviceDomain, categorization,
 //! logicalAddress, businessObjectInstanceIdentifier, clinicalProcessInterestId,
@@ -60,6 +67,7 @@ pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 pub const META_ENGAGEMENT_COUNT: &[u8] = b"engagement_count";
 pub const CF_OUTBOX: &str = "outbox";
 pub const CF_DEAD_LETTERS: &str = "deadletters";
+pub const CF_AUDIT: &str = "audit";
 pub const META_CURSOR_PREFIX: &str = "cursor/";
 pub const META_SUBSCRIBER_PREFIX: &str = "subscriber/";
 pub const META_WRITE_LOCK: &[u8] = b"write_lock";
@@ -399,6 +407,28 @@ pub fn cursor_key(subscriber: &str) -> Vec<u8> {
 /// The `meta` key of a subscriber's record.
 pub fn subscriber_key(subscriber: &str) -> Vec<u8> {
     format!("{META_SUBSCRIBER_PREFIX}{subscriber}").into_bytes()
+}
+
+/// The `audit` key of `resident`'s record at `time_ms` (Unix ms) with sequence `seq`:
+/// the resident as a key field (escaped, terminated), then both numbers u64 BE.
+pub fn audit_key(resident: &str, time_ms: u64, seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(resident.len() + 18);
+    for &b in resident.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0x00, 0x01]);
+    out.extend_from_slice(&time_ms.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The time (Unix ms) in an [`audit_key`]; `None` when the key is too short.
+pub fn audit_key_time(key: &[u8]) -> Option<u64> {
+    let n = key.len().checked_sub(16)?;
+    Some(u64::from_be_bytes(key[n..n + 8].try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub(super) struct WriteJob {
     /// caller so the writer thread does not have to.
     pub(super) read_keys: Vec<Vec<u8>>,
     pub(super) now: Timestamp,
+    /// Who asked: the request's access records go into the batch of its posts.
+    pub(super) access: Option<super::audit::Access>,
     pub(super) span: tracing::Span,
     /// The changes, and the transactions handed back so they are freed off the
     /// writer thread.
@@ -390,6 +392,15 @@ impl Writer {
             }
             if self.options.outbox {
                 outbox::append(self.db(), &mut batch, &mut seq, &out.changes);
+            }
+            if let Some(access) = &job.access {
+                let records = super::audit::write_records(
+                    access,
+                    job.service.name(),
+                    &job.transactions,
+                    &out.changes,
+                );
+                super::audit::put_records(&mut batch, self.db().cf().audit, &records);
             }
             results.push(out.changes);
         }

@@ -97,8 +97,12 @@ struct Done {
 
 /// Runs the import.
 pub fn import(plan: &ImportPlan) -> Result<ImportSummary, ImportFailed> {
-    let mut importer = Importer::open_empty(&plan.data_dir, plan.store.clone())?;
     let threads = plan.threads.max(1);
+    let store = ImportOptions {
+        threads,
+        ..plan.store.clone()
+    };
+    let mut importer = Importer::open_empty(&plan.data_dir, store)?;
     let (work_tx, work_rx) = sync_channel::<Work>(threads * 2);
     let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
@@ -419,7 +423,7 @@ impl Block {
             Err(e) => return self.invalid(at, None, e),
         };
         if let Some(id) = java_id {
-            if id != mysql::java_id(&tx.engagement) {
+            if !mysql::java_id_matches(&tx.engagement, &id) {
                 self.finding(
                     at,
                     Some("id"),

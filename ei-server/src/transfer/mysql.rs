@@ -256,6 +256,27 @@ pub fn datetime(v: &str) -> String {
 /// The `id` the Java index gives a post: lower-case hex SHA-256 of the key fields
 /// concatenated without separators, in its own order (null counts as "").
 pub fn java_id(e: &RawEngagement) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in java_digest(e) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Whether `id` is [`java_id`] of `e` (compared without building the hex string).
+pub fn java_id_matches(e: &RawEngagement, id: &str) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = id.as_bytes();
+    id.len() == 64
+        && java_digest(e)
+            .iter()
+            .zip(id.chunks_exact(2))
+            .all(|(b, h)| h[0] == HEX[usize::from(b >> 4)] && h[1] == HEX[usize::from(b & 15)])
+}
+
+fn java_digest(e: &RawEngagement) -> [u8; 32] {
     let mut h = Sha256::new();
     for f in [
         Field::RegisteredResidentIdentification,
@@ -270,13 +291,7 @@ pub fn java_id(e: &RawEngagement) -> String {
     ] {
         h.update(e.get(f).unwrap_or("").as_bytes());
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in h.finalize() {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
-    }
-    out
+    h.finalize().into()
 }
 
 #[cfg(test)]
@@ -347,5 +362,13 @@ mod tests {
             java_id(&e),
             "fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603"
         );
+        assert!(java_id_matches(&e, &java_id(&e)));
+        assert!(!java_id_matches(&e, &java_id(&e).to_uppercase()));
+        assert!(!java_id_matches(&e, &java_id(&e)[..63]));
+        e.set(Field::Owner, "x");
+        assert!(!java_id_matches(
+            &e,
+            "fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603"
+        ));
     }
 }

@@ -279,6 +279,72 @@ fn bad_lines_are_reported_and_nothing_is_imported() {
     store.close();
 }
 
+/// The store and its statistics after an import of `files` (bad lines skipped).
+fn imported(files: &[PathBuf], threads: usize, memory_bytes: usize) -> (u64, String, String) {
+    let dst = tempfile::tempdir().unwrap();
+    let mut p = plan(dst.path(), files);
+    p.skip_invalid = true;
+    p.threads = threads;
+    p.store = ImportOptions {
+        memory_bytes,
+        sst_bytes: 16 << 10,
+        ..ImportOptions::default()
+    };
+    let summary = import(&p).unwrap();
+    assert!(summary.ingested);
+    let dups: Vec<_> = summary.findings.iter().map(finding).collect();
+    let store = ei_server::store::Store::open(
+        dst.path(),
+        ei_server::store::StoreOptions::new("5565594230"),
+        std::sync::Arc::new(ei_server::metrics::Metrics::default()),
+    )
+    .unwrap();
+    let stats = format!("{:?} {dups:?}", store.stats());
+    store.close();
+    (
+        summary.imported,
+        export_to_string(dst.path(), Format::Jsonl),
+        stats,
+    )
+}
+
+#[test]
+fn ranges_and_spills_import_the_same_as_one_merge_in_memory() {
+    let files = tempfile::tempdir().unwrap();
+    let line = |i: u64| {
+        let r = 190_000_000_000 + (i * 7919) % 3000;
+        format!(
+            "{{\"registeredResidentIdentification\":\"{r}\",\"serviceDomain\":\"riv:d{}\",\"categorization\":\"c\",\"logicalAddress\":\"la\",\"businessObjectInstanceIdentifier\":\"NA\",\"clinicalProcessInterestId\":\"NA\",\"sourceSystem\":\"ss{}\",\"dataController\":\"dc\",\"owner\":\"o\",\"creationTime\":\"20240101000000\"}}",
+            i % 3,
+            i % 7
+        )
+    };
+    // Six files of 500 posts; every 100th line of the last three repeats a key of
+    // the first three (15 duplicates across files, runs and ranges).
+    let paths: Vec<PathBuf> = (0..6u64)
+        .map(|f| {
+            let text: Vec<String> = (0..500u64)
+                .map(|n| {
+                    let i = f * 500 + n;
+                    if f >= 3 && n % 100 == 7 {
+                        line(i - 1500)
+                    } else {
+                        line(i)
+                    }
+                })
+                .collect();
+            write(files.path(), &format!("{f}.jsonl"), &text.join("\n"))
+        })
+        .collect();
+    let (posts, export, stats) = imported(&paths, 1, 1 << 30);
+    assert_eq!(posts, 3000 - 15);
+    assert_eq!(export.lines().count(), 3000 - 15);
+    assert_eq!(stats.matches(", None)").count(), 15, "{stats}");
+    // Three ranges, a spill after every batch, several SST files per range.
+    let split = imported(&paths, 3, 64 << 10);
+    assert_eq!(split, (posts, export, stats));
+}
+
 /// Writes new posts (never changing one) until told to stop; how many were answered.
 async fn writer(
     base: String,

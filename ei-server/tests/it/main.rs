@@ -1,6 +1,7 @@
 //! ei-server's integration tests, one binary (RocksDB is linked once): the server
 //! in-process on `127.0.0.1:0` through [`ei_server::harness`], a module per area.
 
+mod audit;
 mod common;
 mod data;
 mod faults;
@@ -11,4 +12,5 @@ mod model;
 mod notify;
 mod ops;
 mod service;
+mod tls;
 mod write_lock;

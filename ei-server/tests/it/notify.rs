@@ -19,7 +19,7 @@ fn fast(c: &mut Config) {
     c.notifications.retry_delay_ms = 20;
     c.notifications.max_backoff_ms = 100;
     c.notifications.rate_per_second = 1000;
-    c.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
+    c.admin_listen = "127.0.0.1:0".parse().unwrap();
 }
 
 async fn admin(c: &reqwest::Client, s: &Harness) -> String {

@@ -121,7 +121,7 @@ async fn hostile_registry() -> String {
 async fn a_subscriber_named_with_quote_backslash_and_newline_does_not_break_the_scrape() {
     let registry = hostile_registry().await;
     let s = start(|c| {
-        c.notifications.admin_listen = "127.0.0.1:0".parse().unwrap();
+        c.admin_listen = "127.0.0.1:0".parse().unwrap();
         // Nobody listens on port 1: deliveries fail and are retried, which is fine here.
         c.notifications.default_url = Some("http://127.0.0.1:1/pn".into());
         c.notifications.registry = Some(RegistryConfig {
@@ -299,6 +299,9 @@ fn the_conffile_loads_and_its_commented_values_are_the_real_defaults() {
         .chain([
             "alternative_hsa_id",
             "reserved_hsa_ids",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
             "default_url",
             "admin_token",
         ])
