@@ -49,6 +49,7 @@ pub mod http;
 pub mod notify;
 #[cfg(feature = "server")]
 pub mod ops_admin;
+#[cfg(feature = "server")]
 pub mod scrape;
 #[cfg(feature = "server")]
 pub mod server;
@@ -56,6 +57,7 @@ pub mod server;
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
 pub mod systemd;
 #[cfg(feature = "server")]
 pub mod tls;

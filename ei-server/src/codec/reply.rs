@@ -82,6 +82,14 @@ pub(super) fn read_elements(
             Event::CData(c) => buf.push_str(&c.xml10_content()),
             Event::GeneralRef(r) => buf.push_str(&resolve_reference(&r)?),
             Event::End(_) => {
+                // Checked here, not only in the request reader: a client puts what it
+                // reads (a subscriber's logical address) into requests it writes.
+                if let Some(c) = buf.chars().find(|&c| !crate::rules::is_xml_char(c)) {
+                    return Err(CodecError::Xml(format!(
+                        "character U+{:04X} is not allowed in XML 1.0",
+                        u32::from(c)
+                    )));
+                }
                 close(&mut path, &buf, &mut fault, &mut visit);
                 buf.clear();
             }

@@ -349,3 +349,29 @@ fn envelope_in_the_default_namespace_is_read() {
         Some("1")
     );
 }
+
+/// Found by the `registry` fuzz target: a logical address the registry sends with a
+/// character XML 1.0 forbids (raw or as a reference) went into the header of every
+/// notification to that subscriber, which was then not well-formed XML. A reply or
+/// registry answer with such a character is itself not XML: refused.
+#[test]
+fn replies_with_characters_xml_forbids_are_refused() {
+    for bad in ["\u{13}", "&#19;", "&#x1;"] {
+        let answer = format!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+             <r:GetLogicalAddresseesByServiceContractResponse xmlns:r=\"urn:riv:infrastructure:itintegration:registry:GetLogicalAddresseesByServiceContractResponder:2\">\
+             <r:logicalAddressRecord><r:logicalAddress>{bad}E1</r:logicalAddress></r:logicalAddressRecord>\
+             </r:GetLogicalAddresseesByServiceContractResponse></s:Body></s:Envelope>"
+        );
+        let err = parse_logical_addressees_response(answer.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("not allowed in XML 1.0"),
+            "{bad:?}: {err}"
+        );
+        let fault = format!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><s:Fault>\
+             <faultcode>s:Server</faultcode><faultstring>x{bad}</faultstring></s:Fault></s:Body></s:Envelope>"
+        );
+        assert!(parse_reply(fault.as_bytes()).is_err(), "{bad:?}");
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 mod data;
 mod faults;
 mod frontdoor;
+mod fuzz_samples;
 mod http;
 mod model;
 mod notify;
