@@ -30,7 +30,7 @@ const XML: &str = "text/xml; charset=UTF-8";
 
 /// What the handlers share.
 pub struct AppState {
-    pub service: Service,
+    pub service: Arc<Service>,
     pub config: Config,
     pub started: Instant,
     /// True while the store is open and requests are served.
@@ -97,18 +97,17 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
         let body = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
         let reply = match body.await {
             Ok(Ok(body)) => {
-                state
-                    .service
-                    .call_as(
-                        op,
-                        correlation_id.as_deref(),
-                        Some(crate::audit::caller_identity(
-                            consumer.as_deref(),
-                            sender.as_deref(),
-                        )),
-                        body,
-                    )
-                    .await
+                Service::call_shared(
+                    &state.service,
+                    op,
+                    correlation_id.as_deref(),
+                    Some(crate::audit::caller_identity(
+                        consumer.as_deref(),
+                        sender.as_deref(),
+                    )),
+                    body,
+                )
+                .await
             }
             Ok(Err(e)) => too_large_or_unreadable(&state, op, limit, &e),
             Err(_) => state.service.refuse(

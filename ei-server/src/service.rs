@@ -43,6 +43,9 @@ pub struct Service {
     max_in_flight: usize,
     /// The access log (off unless [`Service::with_auditor`]).
     auditor: Arc<Auditor>,
+    /// Where write requests run (reads first, see [`crate::priority`]); `None`: on
+    /// the caller's runtime.
+    writes: Option<crate::priority::WriteRuntime>,
 }
 
 impl Service {
@@ -58,6 +61,38 @@ impl Service {
             max_in_flight: tokio::sync::Semaphore::MAX_PERMITS,
             auditor: Arc::new(Auditor::off(metrics.clone())),
             metrics,
+            writes: None,
+        }
+    }
+
+    /// Handles write requests on `writes` (see [`Service::call_shared`]).
+    pub fn with_write_runtime(mut self, writes: crate::priority::WriteRuntime) -> Service {
+        self.writes = Some(writes);
+        self
+    }
+
+    /// [`Service::call_as`] from a shared service: a write request runs on the write
+    /// runtime when there is one (reads first), anything else right here.
+    pub async fn call_shared(
+        this: &Arc<Service>,
+        op: Operation,
+        correlation_id: Option<&str>,
+        caller: Option<String>,
+        body: Bytes,
+    ) -> Reply {
+        let Some(writes) = this.writes.as_ref().filter(|_| op.write().is_some()) else {
+            return this.call_as(op, correlation_id, caller, body).await;
+        };
+        let service = this.clone();
+        let id = correlation_id.map(str::to_owned);
+        let work = async move { service.call_as(op, id.as_deref(), caller, body).await };
+        let span = tracing::Span::current();
+        match writes
+            .run(tracing::Instrument::instrument(work, span))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => this.refuse(op, internal("write task", &e)),
         }
     }
 

@@ -195,6 +195,7 @@ impl GroupView<'_> {
 impl Writer {
     pub(super) fn run(mut self, rx: mpsc::Receiver<Message>) {
         let _alive = WriterAlive(self.health.clone());
+        crate::priority::lower_current_thread(self.options.write_nice);
         // A message that is not a write ends a group; it is handled right after it.
         let mut next: Option<Message> = None;
         loop {

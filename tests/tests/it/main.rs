@@ -5,6 +5,7 @@ mod data_cli;
 mod durability;
 mod notify_chaos;
 mod notify_crash;
+mod reads_first;
 mod shutdown;
 mod soap_client;
 mod supervision;
