@@ -5,6 +5,8 @@
 //! - [`model`]: the engagement, its key, the contract timestamp;
 //! - [`operation`]: which operation a request is (Update, ProcessNotification,
 //!   FindContent), end to end;
+//! - [`records`]: posts as CSV rows (the header and row readers ei-loader and
+//!   `ei-server import` share);
 //! - [`rules`]: every validation rule and the error → wire table;
 //! - [`apply`]: what a valid request does to the index (pure);
 //! - [`codec`]: the SOAP 1.1 reader and writer (`quick_xml` only here);
@@ -30,6 +32,7 @@ pub mod codec;
 pub mod metrics;
 pub mod model;
 pub mod operation;
+pub mod records;
 pub mod rules;
 pub mod wsdl;
 
