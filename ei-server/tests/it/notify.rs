@@ -58,6 +58,23 @@ async fn down_and_up(
     (down, up, s)
 }
 
+/// Configuration taking the subscribers from the registry at `registry`, each
+/// notified at `default_url` (fast retries, admin listener on).
+fn from_registry(
+    registry: &str,
+    default_url: &str,
+) -> impl Fn(&mut Config) + Clone + Send + 'static {
+    let (registry, default_url) = (registry.to_owned(), default_url.to_owned());
+    move |c: &mut Config| {
+        fast(c);
+        c.notifications.default_url = Some(default_url.clone());
+        c.notifications.registry = Some(RegistryConfig {
+            url: registry.clone(),
+            ..RegistryConfig::default()
+        });
+    }
+}
+
 async fn admin(c: &reqwest::Client, s: &Harness) -> String {
     let status: serde_json::Value = get_json(c, &s.url("/status")).await;
     format!(
@@ -427,17 +444,7 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
     let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reg_url = registry(down.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let setup = {
-        let (reg_url, pn) = (reg_url.clone(), r.url.clone());
-        move |c: &mut Config| {
-            fast(c);
-            c.notifications.default_url = Some(pn);
-            c.notifications.registry = Some(RegistryConfig {
-                url: reg_url,
-                ..RegistryConfig::default()
-            });
-        }
-    };
+    let setup = from_registry(&reg_url, &r.url);
     let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     update(
@@ -855,17 +862,7 @@ async fn an_absent_subscriber_keeps_its_backlog_and_suspect_answers_are_not_obey
     let r = Recorder::start(Mode::Ok).await;
     let reg = Registry::start(Some(vec!["SE-REG"])).await;
     let dir = tempfile::tempdir().unwrap();
-    let setup = {
-        let (reg_url, pn) = (reg.url.clone(), r.url.clone());
-        move |c: &mut Config| {
-            fast(c);
-            c.notifications.default_url = Some(pn);
-            c.notifications.registry = Some(RegistryConfig {
-                url: reg_url,
-                ..RegistryConfig::default()
-            });
-        }
-    };
+    let setup = from_registry(&reg.url, &r.url);
     let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     let admin = admin(&c, &s).await;
