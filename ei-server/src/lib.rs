@@ -14,7 +14,8 @@
 //! - [`wsdl`]: the embedded WSDL/XSDs and endpoint paths;
 //! - [`metrics`]: counters and histograms in Prometheus text.
 //!
-//! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
+//! With the `server` feature (default): [`access`] (who is calling, who may call
+//! and write what), [`store`] (RocksDB, group commit, outbox),
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
@@ -36,6 +37,8 @@ pub mod records;
 pub mod rules;
 pub mod wsdl;
 
+#[cfg(feature = "server")]
+pub mod access;
 #[cfg(feature = "server")]
 pub mod admin;
 #[cfg(feature = "server")]
