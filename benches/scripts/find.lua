@@ -32,6 +32,7 @@ function init(args)
   wrk.method = "POST"
   wrk.path = "/skltp-ei/find-content-service/v1"
   wrk.headers["content-type"] = "text/xml; charset=UTF-8"
+  wrk.headers["x-skltp-correlation-id"] = "wrk-find"
   wrk.headers["SOAPAction"] =
     "urn:riv:itintegration:engagementindex:FindContentResponder:1:FindContent"
 end

@@ -60,6 +60,9 @@ pub struct Plan {
     pub target: Target,
     /// Posts to load before the phases (rounded up to whole 1000-post bodies).
     pub preload_posts: u64,
+    /// Posts of ei-load's data the index already holds (an earlier run's pre-load):
+    /// the phases use them, the pre-load adds its posts after them.
+    pub preloaded_posts: u64,
     pub preload_clients: usize,
     /// Client counts for the 1000-post Update phases.
     pub update_clients: Vec<usize>,
@@ -247,6 +250,9 @@ async fn wait_ready(ctx: &Ctx) -> anyhow::Result<()> {
 /// The phases in order; each row carries its own rate and latencies.
 async fn phases(ctx: &Arc<Ctx>, plan: &Plan) -> anyhow::Result<Vec<PhaseRow>> {
     let mut rows = Vec::new();
+    let already = plan.preloaded_posts / data::POSTS_PER_BODY;
+    ctx.loaded.fetch_max(already, Relaxed);
+    ctx.next_new_body.fetch_max(already, Relaxed);
     let bodies = plan.preload_posts.div_ceil(data::POSTS_PER_BODY);
     if bodies > 0 {
         let row = preload(ctx, bodies, plan.preload_clients).await?;

@@ -7,9 +7,9 @@
 //! of its own ([`WriteRuntime`]) whose threads are niced by `write_nice`; the
 //! store's writer thread and RocksDB's compaction threads are niced too. The kernel
 //! then runs a runnable lookup before write work, and writes get what lookups
-//! leave (CFS shares CPU by weight: nice 10 weighs about a tenth of nice 0). Write
-//! work never blocks a lookup's executor thread, and a lookup never waits behind
-//! the parsing of a 1 MB Update on the same worker.
+//! leave (the scheduler shares CPU by weight: nice 15, the default, weighs 36
+//! against nice 0's 1024). Write work never blocks a lookup's executor thread, and
+//! a lookup never waits behind the parsing of a 1 MB Update on the same worker.
 //!
 //! Linux only (`setpriority` on a thread id); elsewhere the threads keep their
 //! priority and the separate runtime still keeps write work off the lookups'

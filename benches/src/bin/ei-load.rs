@@ -38,6 +38,10 @@ struct Args {
     /// Posts to load first (whole 1000-post Updates of new residents).
     #[arg(long, default_value_t = 100_000)]
     preload: u64,
+    /// Posts of ei-load's data the server already holds (an earlier run's
+    /// --preload against the same --url): used by the phases, not sent again.
+    #[arg(long, default_value_t = 0)]
+    preloaded: u64,
     /// Clients for the pre-load.
     #[arg(long, default_value_t = 4)]
     preload_clients: usize,
@@ -106,6 +110,7 @@ impl Args {
         Ok(Plan {
             target,
             preload_posts: self.preload,
+            preloaded_posts: self.preloaded,
             preload_clients: self.preload_clients.max(1),
             update_clients: nonzero(self.update_clients),
             update_kind: self.update_kind,
