@@ -57,6 +57,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Most write requests waiting for the writer; more get the busy fault.
     pub writer_queue: usize,
+    /// Reads first: the nice increment (0..=19) of the threads doing write requests'
+    /// work (parsing, rules, the store's writer, RocksDB's compactions); 0 = same
+    /// priority as FindContent.
+    pub write_nice: u8,
     /// On SIGTERM, in-flight requests get this many ms; then connections are dropped.
     pub drain_timeout_ms: u64,
     /// Free MiB on the data directory's filesystem below which `/ready` answers 503.
@@ -79,6 +83,10 @@ pub struct Config {
     pub audit: bool,
     /// Days an access record is kept (0 = forever).
     pub audit_retention_days: u64,
+    /// Who may call which service and write which source systems (the `[access]`
+    /// table; needs `tls_client_ca`). Default: no checks.
+    #[serde(skip_serializing_if = "crate::access::AccessConfig::is_unset")]
+    pub access: crate::access::AccessConfig,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -313,6 +321,7 @@ impl Default for Config {
             max_connections: 1024,
             max_in_flight: 64,
             writer_queue: 128,
+            write_nice: 15,
             drain_timeout_ms: 30_000,
             min_free_disk_mb: 512,
             tls_cert: None,
@@ -321,6 +330,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             audit: true,
             audit_retention_days: 730,
+            access: crate::access::AccessConfig::default(),
             notifications: NotificationConfig::default(),
         }
     }
@@ -444,6 +454,9 @@ impl Config {
             }
             _ => {}
         }
+        self.access
+            .check(self.tls_client_ca.is_some())
+            .map_err(ConfigError::Invalid)?;
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
         }
@@ -466,6 +479,9 @@ impl Config {
         }
         if self.max_group_requests == 0 {
             return bad("max_group_requests", "must be at least 1");
+        }
+        if self.write_nice > 19 {
+            return bad("write_nice", "must be 0..=19");
         }
         let n = &self.notifications;
         if n.batch_size == 0 || n.batch_size > crate::rules::MAX_TRANSACTIONS {
@@ -609,6 +625,12 @@ pub struct Args {
     /// [default: 128].
     #[arg(long, env = "EI_WRITER_QUEUE", value_name = "N")]
     pub writer_queue: Option<usize>,
+    /// Reads first: write requests (parsing, rules, the store's writer thread,
+    /// RocksDB's compactions) run on threads this much nicer (0..=19) than
+    /// FindContent, so the kernel gives lookups the CPU first; 0 = same priority
+    /// [default: 15].
+    #[arg(long, env = "EI_WRITE_NICE", value_name = "N")]
+    pub write_nice: Option<u8>,
     /// On SIGTERM or Ctrl-C, in-flight requests get this many ms to finish; then the
     /// remaining connections are dropped and the store is closed [default: 30000].
     #[arg(long, env = "EI_DRAIN_TIMEOUT_MS", value_name = "MS")]
@@ -677,6 +699,7 @@ impl Args {
             max_connections,
             max_in_flight,
             writer_queue,
+            write_nice,
             drain_timeout_ms,
             min_free_disk_mb,
             audit,
@@ -870,6 +893,43 @@ url = "http://127.0.0.1:2/pn"
         c.notifications.admin_listen = Some(addr("127.0.0.1:9006"));
         let err = c.check().unwrap_err().to_string();
         assert!(err.contains("notifications.admin_listen") && err.contains("admin_listen = "));
+    }
+
+    #[test]
+    fn the_access_table_needs_client_certificates_and_known_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(
+                &Args::try_parse_from(["ei-server", "--config", file.to_str().unwrap()]).unwrap(),
+            )
+        };
+        let table = "[access]\nplatform = [\"SE-VP\"]\nfind_content = [\"SE-R\"]\n\
+                     [access.update_sources]\nSE-W = [\"SE-SRC\"]\n";
+        let tls = "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_client_ca = \"ca.pem\"\n";
+        let c = load(&format!("{tls}{table}")).unwrap();
+        assert_eq!(c.access.find_content, Some(vec!["SE-R".to_owned()]));
+        assert_eq!(
+            c.access.update, None,
+            "a missing key: anyone who passed TLS"
+        );
+        assert_eq!(c.access.update_sources.unwrap()["SE-W"], vec!["SE-SRC"]);
+        // Without client certificates nobody is verified: refused, saying what to set.
+        let err = load(table).unwrap_err().to_string();
+        assert!(
+            err.contains("tls_client_ca") && err.contains("[access]"),
+            "{err}"
+        );
+        // An empty table asks for nothing.
+        assert!(load("[access]\n").unwrap().access == crate::access::AccessConfig::default());
+        let err = load(&format!("{tls}[access]\nfind_contents = []\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ei.toml") && err.contains("find_contents"),
+            "{err}"
+        );
     }
 
     #[test]
