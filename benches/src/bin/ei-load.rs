@@ -71,6 +71,8 @@ struct Args {
     /// Print JSON instead of Markdown.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: load::ClientTls,
 }
 
 impl Args {
@@ -107,6 +109,7 @@ impl Args {
                 .then_some((self.mixed_find_clients, self.mixed_update_clients)),
             phase: Duration::from_secs_f64(self.secs.max(0.1)),
             compact: self.compact,
+            tls: self.tls,
         })
     }
 }

@@ -23,6 +23,7 @@ async fn every_phase_runs_without_errors() {
         mixed: Some((4, 1)),
         phase: Duration::from_millis(200),
         compact: true,
+        tls: Default::default(),
     };
     let report = run(plan).await.unwrap();
     let md = report.markdown();
