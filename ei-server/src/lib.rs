@@ -5,6 +5,8 @@
 //! - [`model`]: the engagement, its key, the contract timestamp;
 //! - [`operation`]: which operation a request is (Update, ProcessNotification,
 //!   FindContent), end to end;
+//! - [`records`]: posts as CSV rows (the header and row readers ei-loader and
+//!   `ei-server import` share);
 //! - [`rules`]: every validation rule and the error → wire table;
 //! - [`apply`]: what a valid request does to the index (pure);
 //! - [`codec`]: the SOAP 1.1 reader and writer (`quick_xml` only here);
@@ -17,7 +19,8 @@
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
-//! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
+//! READY/STOPPING/WATCHDOG), [`priority`] (reads first: write requests on niced
+//! threads), [`ops_admin`] (write lock, backup, statistics on the
 //! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
 //! [`transfer`] (export, import and the Java index's MySQL export), [`cli`] (the
 //! `ei-server` command line and its subcommands) and [`harness`] (the server
@@ -31,6 +34,7 @@ pub mod codec;
 pub mod metrics;
 pub mod model;
 pub mod operation;
+pub mod records;
 pub mod rules;
 pub mod wsdl;
 
@@ -52,6 +56,8 @@ pub mod http;
 pub mod notify;
 #[cfg(feature = "server")]
 pub mod ops_admin;
+#[cfg(feature = "server")]
+pub mod priority;
 #[cfg(feature = "server")]
 pub mod scrape;
 #[cfg(feature = "server")]
