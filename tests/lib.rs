@@ -169,3 +169,6 @@ pub fn find_body(resident: &str) -> String {
          <f:serviceDomain>riv:clinicalprocess:activityprescription:actoutcome</f:serviceDomain></f:FindContent></s:Body></s:Envelope>"
     )
 }
+
+#[path = "pg.rs"]
+pub mod pg;

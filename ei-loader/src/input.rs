@@ -8,12 +8,12 @@
 //! that make the whole file unusable (cannot open, bad header) are errors.
 
 use ei_server::model::{Field, RawEngagement, RawTransaction};
+use ei_server::records;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-/// The column/key that carries the transaction's deleteFlag.
-pub const DELETE_FLAG: &str = "deleteFlag";
+pub use ei_server::records::DELETE_FLAG;
 
 /// The two input formats, chosen by file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -137,17 +137,10 @@ fn open(
     })
 }
 
-/// Columns of a CSV header: each a field, the deleteFlag, or unknown (an error).
-#[derive(Clone, Copy, Debug)]
-enum Column {
-    Field(Field),
-    DeleteFlag,
-}
-
 struct CsvItems {
     file: usize,
     path: PathBuf,
-    columns: Vec<Column>,
+    columns: Vec<records::Column>,
     reader: csv::Reader<BufReader<File>>,
     record: csv::StringRecord,
 }
@@ -163,7 +156,7 @@ impl CsvItems {
             .headers()
             .map_err(|e| header_err(e.to_string()))?
             .clone();
-        let columns = parse_header(&headers).map_err(header_err)?;
+        let columns = records::header(&headers, &Field::UPDATE_KEY).map_err(header_err)?;
         Ok(CsvItems {
             file,
             path: path.to_owned(),
@@ -172,29 +165,6 @@ impl CsvItems {
             record: csv::StringRecord::new(),
         })
     }
-}
-
-/// Maps header names to columns; every mandatory Update field must be there.
-fn parse_header(headers: &csv::StringRecord) -> Result<Vec<Column>, String> {
-    let columns = headers
-        .iter()
-        .map(|h| match (h.trim(), Field::from_name(h.trim())) {
-            (DELETE_FLAG, _) => Ok(Column::DeleteFlag),
-            (_, Some(f)) => Ok(Column::Field(f)),
-            (other, None) => Err(format!(
-                "unknown column {other:?} (columns are the contract's field names and deleteFlag)"
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    for f in &Field::UPDATE_KEY {
-        if !columns
-            .iter()
-            .any(|c| matches!(c, Column::Field(g) if g == f))
-        {
-            return Err(format!("the mandatory column {:?} is missing", f.name()));
-        }
-    }
-    Ok(columns)
 }
 
 impl Iterator for CsvItems {
@@ -221,7 +191,7 @@ impl Iterator for CsvItems {
             Ok(true) => Some(Ok(Item::Record {
                 seq: 0,
                 at,
-                tx: csv_transaction(&self.columns, &self.record),
+                tx: records::transaction(&self.columns, &self.record),
             })),
             Err(e) if e.is_io_error() => Some(Err(InputError::Io {
                 path: self.path.clone(),
@@ -240,22 +210,6 @@ impl Iterator for CsvItems {
             }
         }
     }
-}
-
-/// An empty cell is an absent field.
-fn csv_transaction(columns: &[Column], record: &csv::StringRecord) -> RawTransaction {
-    let mut tx = RawTransaction::default();
-    for (c, v) in columns
-        .iter()
-        .zip(record.iter())
-        .filter(|(_, v)| !v.is_empty())
-    {
-        match c {
-            Column::Field(f) => tx.engagement.set(*f, v),
-            Column::DeleteFlag => tx.delete_flag = Some(v.to_owned()),
-        }
-    }
-    tx
 }
 
 struct JsonItems {

@@ -1,5 +1,5 @@
-//! The access log: who looked up (FindContent) or changed (Update,
-//! ProcessNotification) which resident's posts, kept durably in the store's `audit`
+//! The access log: who (the caller [`crate::access::identify`] names) looked up
+//! (FindContent) or changed (Update, ProcessNotification) which resident's posts, kept durably in the store's `audit`
 //! column family and answered by `GET /admin/audit` ([`crate::admin`]).
 //!
 //! The write services' records go into the group commit of their posts (see
@@ -25,20 +25,6 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Lookups' records waiting for the appender; more are dropped (and counted).
 const QUEUE: usize = 65_536;
-
-/// The caller's HSA-id for the access log: the platform's original service consumer
-/// header when the request has one, else the caller's logical address (the sender
-/// header), else `anonymous`. The one place a verified identity (the client
-/// certificate's HSA-id, once TLS gives one) is to be plugged in.
-pub fn caller_identity(original_consumer: Option<&str>, sender: Option<&str>) -> String {
-    [original_consumer, sender]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .find(|s| !s.is_empty())
-        .unwrap_or("anonymous")
-        .to_owned()
-}
 
 /// The access log's writer side; `None` parts when auditing is off.
 pub struct Auditor {
@@ -189,18 +175,5 @@ pub fn purge(store: &Store, retention_days: u64, now_ms: u64) -> u64 {
             tracing::error!(error = %e, "deleting old access records failed");
             0
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::caller_identity;
-
-    #[test]
-    fn the_caller_is_the_original_consumer_then_the_sender_then_anonymous() {
-        assert_eq!(caller_identity(Some("SE1"), Some("SE2")), "SE1");
-        assert_eq!(caller_identity(None, Some("SE2")), "SE2");
-        assert_eq!(caller_identity(Some(" "), Some("SE2")), "SE2");
-        assert_eq!(caller_identity(None, None), "anonymous");
     }
 }

@@ -82,6 +82,10 @@ pub struct Config {
     pub audit: bool,
     /// Days an access record is kept (0 = forever).
     pub audit_retention_days: u64,
+    /// Who may call which service and write which source systems (the `[access]`
+    /// table; needs `tls_client_ca`). Default: no checks.
+    #[serde(skip_serializing_if = "crate::access::AccessConfig::is_unset")]
+    pub access: crate::access::AccessConfig,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -325,6 +329,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             audit: true,
             audit_retention_days: 730,
+            access: crate::access::AccessConfig::default(),
             notifications: NotificationConfig::default(),
         }
     }
@@ -453,6 +458,9 @@ impl Config {
             }
             _ => {}
         }
+        self.access
+            .check(self.tls_client_ca.is_some())
+            .map_err(ConfigError::Invalid)?;
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
         }
@@ -895,6 +903,43 @@ url = "http://127.0.0.1:2/pn"
         c.notifications.admin_listen = Some(addr("127.0.0.1:9006"));
         let err = c.check().unwrap_err().to_string();
         assert!(err.contains("notifications.admin_listen") && err.contains("admin_listen = "));
+    }
+
+    #[test]
+    fn the_access_table_needs_client_certificates_and_known_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(
+                &Args::try_parse_from(["ei-server", "--config", file.to_str().unwrap()]).unwrap(),
+            )
+        };
+        let table = "[access]\nplatform = [\"SE-VP\"]\nfind_content = [\"SE-R\"]\n\
+                     [access.update_sources]\nSE-W = [\"SE-SRC\"]\n";
+        let tls = "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_client_ca = \"ca.pem\"\n";
+        let c = load(&format!("{tls}{table}")).unwrap();
+        assert_eq!(c.access.find_content, Some(vec!["SE-R".to_owned()]));
+        assert_eq!(
+            c.access.update, None,
+            "a missing key: anyone who passed TLS"
+        );
+        assert_eq!(c.access.update_sources.unwrap()["SE-W"], vec!["SE-SRC"]);
+        // Without client certificates nobody is verified: refused, saying what to set.
+        let err = load(table).unwrap_err().to_string();
+        assert!(
+            err.contains("tls_client_ca") && err.contains("[access]"),
+            "{err}"
+        );
+        // An empty table asks for nothing.
+        assert!(load("[access]\n").unwrap().access == crate::access::AccessConfig::default());
+        let err = load(&format!("{tls}[access]\nfind_contents = []\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ei.toml") && err.contains("find_contents"),
+            "{err}"
+        );
     }
 
     #[test]

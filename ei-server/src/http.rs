@@ -77,16 +77,36 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
             header(SENDER_HEADER),
         )
     };
+    let certificate = req.extensions().get::<crate::tls::Caller>();
+    let who = crate::access::identify(
+        &state.service.access().platform,
+        crate::access::Presented {
+            client_certificates: state.config.tls_client_ca.is_some() && certificate.is_some(),
+            certificate: certificate.and_then(|c| c.hsa_id.as_deref()),
+            original_consumer: consumer.as_deref(),
+            sender: sender.as_deref(),
+        },
+    );
+    let via = match &who {
+        crate::access::Identity::Verified { via: Some(p), .. } => p.as_str(),
+        _ => "-",
+    };
     let span = tracing::info_span!(
         "request",
         service = op.name(),
         correlation_id = %echo(correlation_id.as_deref().unwrap_or("-")),
         consumer = %echo(consumer.as_deref().unwrap_or("-")),
+        caller = %echo(who.name()),
+        via = %echo(via),
     );
     async move {
-        // The header fault comes first, before (and without) reading the body.
+        // The header fault comes first, before (and without) reading the body; then
+        // whether this caller may call this service at all.
         if let Err(e) = rules::check_correlation_id(correlation_id.as_deref()) {
             return soap_response(state.service.refuse(op, e));
+        }
+        if let Err(forbidden) = state.service.authorize(op, &who) {
+            return soap_response(forbidden);
         }
         let _admitted = match state.service.admit(op) {
             Ok(permit) => permit,
@@ -99,15 +119,7 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
             Ok(Ok(body)) => {
                 state
                     .service
-                    .call_as(
-                        op,
-                        correlation_id.as_deref(),
-                        Some(crate::audit::caller_identity(
-                            consumer.as_deref(),
-                            sender.as_deref(),
-                        )),
-                        body,
-                    )
+                    .call_as(op, correlation_id.as_deref(), &who, body)
                     .await
             }
             Ok(Err(e)) => too_large_or_unreadable(&state, op, limit, &e),
@@ -282,6 +294,7 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
             "max_body_bytes": c.max_body_bytes,
             "wal_sync": c.wal_sync,
             "max_group_requests": c.max_group_requests,
+            "access": c.access,
         }
     });
     (

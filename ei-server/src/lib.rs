@@ -5,6 +5,8 @@
 //! - [`model`]: the engagement, its key, the contract timestamp;
 //! - [`operation`]: which operation a request is (Update, ProcessNotification,
 //!   FindContent), end to end;
+//! - [`records`]: posts as CSV rows (the header and row readers ei-loader and
+//!   `ei-server import` share);
 //! - [`rules`]: every validation rule and the error → wire table;
 //! - [`apply`]: what a valid request does to the index (pure);
 //! - [`codec`]: the SOAP 1.1 reader and writer (`quick_xml` only here);
@@ -12,7 +14,8 @@
 //! - [`wsdl`]: the embedded WSDL/XSDs and endpoint paths;
 //! - [`metrics`]: counters and histograms in Prometheus text.
 //!
-//! With the `server` feature (default): [`store`] (RocksDB, group commit, outbox),
+//! With the `server` feature (default): [`access`] (who is calling, who may call
+//! and write what), [`store`] (RocksDB, group commit, outbox),
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
@@ -30,9 +33,12 @@ pub mod codec;
 pub mod metrics;
 pub mod model;
 pub mod operation;
+pub mod records;
 pub mod rules;
 pub mod wsdl;
 
+#[cfg(feature = "server")]
+pub mod access;
 #[cfg(feature = "server")]
 pub mod admin;
 #[cfg(feature = "server")]

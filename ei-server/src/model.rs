@@ -41,50 +41,33 @@ impl Field {
         Field::UpdateTime,
     ];
 
-    /// The nine fields of the unique key, in key (and store) order.
-    pub const KEY: [Field; 9] = [
-        Field::RegisteredResidentIdentification,
-        Field::ServiceDomain,
-        Field::Categorization,
-        Field::LogicalAddress,
-        Field::BusinessObjectInstanceIdentifier,
-        Field::ClinicalProcessInterestId,
-        Field::SourceSystem,
-        Field::DataController,
-        Field::Owner,
-    ];
+    /// The nine fields of the unique key, in key (and store) order: the first nine of
+    /// [`Field::ALL`].
+    pub const KEY: [Field; 9] = Field::run::<0, 9>();
 
     /// The key fields a source system sets: all but owner, which the index stamps on
     /// an Update (so they are what Update requires and what tells two posts apart
     /// before the stamp).
-    pub const UPDATE_KEY: [Field; 8] = [
-        Field::RegisteredResidentIdentification,
-        Field::ServiceDomain,
-        Field::Categorization,
-        Field::LogicalAddress,
-        Field::BusinessObjectInstanceIdentifier,
-        Field::ClinicalProcessInterestId,
-        Field::SourceSystem,
-        Field::DataController,
-    ];
+    pub const UPDATE_KEY: [Field; 8] = Field::run::<0, 8>();
 
     /// The key fields FindContent filters on by exact match, after the resident,
     /// domain and categorization its key prefix covers.
-    pub const FIND_FILTERS: [Field; 6] = [
-        Field::LogicalAddress,
-        Field::BusinessObjectInstanceIdentifier,
-        Field::ClinicalProcessInterestId,
-        Field::SourceSystem,
-        Field::DataController,
-        Field::Owner,
-    ];
+    pub const FIND_FILTERS: [Field; 6] = Field::run::<3, 6>();
 
     /// The three timestamp fields.
-    pub const TIMESTAMPS: [Field; 3] = [
-        Field::MostRecentContent,
-        Field::CreationTime,
-        Field::UpdateTime,
-    ];
+    pub const TIMESTAMPS: [Field; 3] = Field::run::<9, 3>();
+
+    /// `N` fields of [`Field::ALL`] from position `FROM` on: the named sets above are
+    /// runs of the one ordered list, so they cannot disagree with it.
+    const fn run<const FROM: usize, const N: usize>() -> [Field; N] {
+        let mut out = [Field::RegisteredResidentIdentification; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = Field::ALL[FROM + i];
+            i += 1;
+        }
+        out
+    }
 
     /// All fields in the order of `EngagementType`'s XSD sequence (how they are
     /// written on the wire).

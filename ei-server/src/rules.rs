@@ -138,6 +138,14 @@ pub enum EiError {
     /// The operator has paused writes (the write lock); the caller retries later.
     #[error("index in maintenance")]
     Maintenance,
+    /// The `[access]` table does not let `caller` call `service` (or write posts of
+    /// `source_system` through it); nothing was done.
+    #[error("{caller} may not call {service}")]
+    Forbidden {
+        caller: String,
+        service: &'static str,
+        source_system: Option<String>,
+    },
 }
 
 /// An error as it goes on the wire.
@@ -220,6 +228,31 @@ impl EiError {
                 Some("EI000"),
                 Server,
                 format!("A technical error has occurred, error message: {MAINTENANCE_TEXT}"),
+            ),
+            EiError::Forbidden {
+                caller,
+                service,
+                source_system: None,
+            } => (
+                Some("EI000"),
+                Client,
+                format!(
+                    "A technical error has occurred, error message: Caller {} is not authorized to call {service}",
+                    input(caller)
+                ),
+            ),
+            EiError::Forbidden {
+                caller,
+                service,
+                source_system: Some(source),
+            } => (
+                Some("EI000"),
+                Client,
+                format!(
+                    "A technical error has occurred, error message: Caller {} is not authorized to write posts of sourceSystem {} through {service}",
+                    input(caller),
+                    input(source)
+                ),
             ),
             EiError::Internal(_) => (
                 Some("EI000"),

@@ -148,7 +148,13 @@ pub async fn run_with_store(
     });
     let service = Service::new(config.rules(), config.error_mode, store.clone())
         .with_max_in_flight(config.max_in_flight)
-        .with_auditor(auditor.clone());
+        .with_auditor(auditor.clone())
+        .with_access(config.access.clone());
+    if config.access.is_set() {
+        for line in config.access.describe() {
+            tracing::info!("access: {line}");
+        }
+    }
     let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
         service,

@@ -2,6 +2,7 @@
 //! store, and encode the reply. Knows nothing of HTTP: [`Service::call`] takes the
 //! correlation id and the body and returns a status and an XML body.
 
+use crate::access::{AccessConfig, Identity};
 use crate::apply::Change;
 use crate::audit::Auditor;
 use crate::clock;
@@ -43,6 +44,8 @@ pub struct Service {
     max_in_flight: usize,
     /// The access log (off unless [`Service::with_auditor`]).
     auditor: Arc<Auditor>,
+    /// Who may call what (no restriction unless [`Service::with_access`]).
+    access: AccessConfig,
 }
 
 impl Service {
@@ -57,8 +60,28 @@ impl Service {
             }),
             max_in_flight: tokio::sync::Semaphore::MAX_PERMITS,
             auditor: Arc::new(Auditor::off(metrics.clone())),
+            access: AccessConfig::default(),
             metrics,
         }
+    }
+
+    /// Lets callers call and write only what `access` allows.
+    pub fn with_access(mut self, access: AccessConfig) -> Service {
+        self.access = access;
+        self
+    }
+
+    /// The `[access]` table in force.
+    pub fn access(&self) -> &AccessConfig {
+        &self.access
+    }
+
+    /// Whether `who` may call `op` at all (before its body is read); the refusal is
+    /// answered and recorded as the service would.
+    pub fn authorize(&self, op: Operation, who: &Identity) -> Result<(), Reply> {
+        self.access
+            .check_service(who, op)
+            .map_err(|e| self.refuse(op, e))
     }
 
     /// Records every served request in `auditor`'s access log.
@@ -97,29 +120,28 @@ impl Service {
         &self.store
     }
 
-    /// Handles one call of `op` and records it in the metrics (and, for an unnamed
-    /// caller, as `anonymous` in the access log).
+    /// Handles one call of `op` by an anonymous caller and records it in the metrics
+    /// (and as `anonymous` in the access log).
     pub async fn call(&self, op: Operation, correlation_id: Option<&str>, body: Bytes) -> Reply {
-        self.call_as(op, correlation_id, None, body).await
+        self.call_as(op, correlation_id, &Identity::Anonymous, body)
+            .await
     }
 
-    /// [`Service::call`] for `caller` (its HSA-id, see
-    /// [`crate::audit::caller_identity`]), whom the access log names.
+    /// [`Service::call`] for `who` (see [`crate::access::identify`]): what it may
+    /// call and write is checked, and the access log names it.
     pub async fn call_as(
         &self,
         op: Operation,
         correlation_id: Option<&str>,
-        caller: Option<String>,
+        who: &Identity,
         body: Bytes,
     ) -> Reply {
         let started = Instant::now();
-        let access = self.auditor.enabled().then(|| {
-            crate::audit::access(
-                caller.unwrap_or_else(|| crate::audit::caller_identity(None, None)),
-                correlation_id,
-            )
-        });
-        let reply = match self.dispatch(op, correlation_id, access, body).await {
+        let access = self
+            .auditor
+            .enabled()
+            .then(|| crate::audit::access(who.name().to_owned(), correlation_id));
+        let reply = match self.dispatch(op, correlation_id, who, access, body).await {
             Ok(r) => r,
             Err(e) => self.error_reply(op, &e),
         };
@@ -131,10 +153,12 @@ impl Service {
         &self,
         op: Operation,
         correlation_id: Option<&str>,
+        who: &Identity,
         access: Option<Access>,
         body: Bytes,
     ) -> Result<Reply, EiError> {
         rules::check_correlation_id(correlation_id)?;
+        self.access.check_service(who, op)?;
         // Maintenance is answered before the body is read (the writer checks again).
         if op != Operation::FindContent && self.store.is_write_locked() {
             return Err(EiError::Maintenance);
@@ -184,7 +208,13 @@ impl Service {
                 logical_address,
                 transactions,
             } => self
-                .write_as(operation, logical_address.as_deref(), transactions, access)
+                .write_as(
+                    operation,
+                    logical_address.as_deref(),
+                    transactions,
+                    who,
+                    access,
+                )
                 .await
                 .map(|_| {
                     let mut body = String::with_capacity(400);
@@ -202,16 +232,25 @@ impl Service {
         logical_address: Option<&str>,
         transactions: Vec<crate::model::RawTransaction>,
     ) -> Result<Changes, EiError> {
-        self.write_as(op, logical_address, transactions, None).await
+        self.write_as(
+            op,
+            logical_address,
+            transactions,
+            &Identity::Anonymous,
+            None,
+        )
+        .await
     }
 
-    /// [`Service::write`], recorded in the access log as `access` (in the same
-    /// group commit as the posts).
+    /// [`Service::write`] for `who`, who may write only the source systems
+    /// `[access.update_sources]` gives it; recorded in the access log as `access` (in
+    /// the same group commit as the posts).
     pub async fn write_as(
         &self,
         op: WriteOperation,
         logical_address: Option<&str>,
         transactions: Vec<crate::model::RawTransaction>,
+        who: &Identity,
         access: Option<Access>,
     ) -> Result<Changes, EiError> {
         let valid = match op {
@@ -222,6 +261,11 @@ impl Service {
                 rules::validate_notification(&self.rules, transactions)?
             }
         };
+        self.access.check_sources(
+            who,
+            op,
+            valid.iter().map(|t| t.engagement.key.source_system()),
+        )?;
         if valid.is_empty() {
             // ProcessNotification whose every transaction was this index's own (pR4).
             return Ok(Vec::new());
@@ -253,6 +297,7 @@ impl Service {
         let wire = e.wire();
         let outcome = match e {
             EiError::Busy(_) => "busy",
+            EiError::Forbidden { .. } => "forbidden",
             _ => wire.code.unwrap_or("header"),
         };
         if matches!(e, EiError::Internal(_)) {

@@ -134,18 +134,40 @@ pub fn journal(plan_path: &Path) -> Vec<ei_loader::journal::Event> {
         .0
 }
 
+/// Runs a plan to its end on `clock`, without progress bars; `now` starts at once
+/// instead of at the planned start.
+pub async fn run_on(
+    plan_path: &Path,
+    plan: &Plan,
+    clock: std::sync::Arc<dyn ei_loader::clock::Clock>,
+    now: bool,
+) -> Result<ei_loader::run::Summary, ei_loader::run::RunError> {
+    let options = ei_loader::run::RunOptions {
+        now,
+        progress: false,
+    };
+    ei_loader::run::run(plan_path, plan, clock, options, std::future::pending()).await
+}
+
 /// Runs a plan to its end on the system clock, now, without progress bars.
 pub async fn run_now(plan_path: &Path, plan: &Plan) -> ei_loader::run::Summary {
-    ei_loader::run::run(
+    run_on(
         plan_path,
         plan,
         std::sync::Arc::new(ei_loader::clock::SystemClock),
-        ei_loader::run::RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
+        true,
     )
     .await
     .unwrap()
+}
+
+/// When each call of a run was sent, from its journal.
+pub fn send_times(plan_path: &Path) -> Vec<String> {
+    journal(plan_path)
+        .into_iter()
+        .filter_map(|e| match e {
+            ei_loader::journal::Event::Send { at, .. } => Some(at),
+            _ => None,
+        })
+        .collect()
 }

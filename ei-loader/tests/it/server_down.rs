@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use ei_loader::clock::SystemClock;
-use ei_loader::run::{run, Outcome, RunOptions};
+use ei_loader::run::Outcome;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,19 +29,8 @@ async fn load_completes_when_the_index_comes_back() {
         ],
     )
     .await;
-    let loading = tokio::spawn(async move {
-        run(
-            &plan_path,
-            &plan,
-            Arc::new(SystemClock),
-            RunOptions {
-                now: true,
-                progress: false,
-            },
-            std::future::pending(),
-        )
-        .await
-    });
+    let loading =
+        tokio::spawn(async move { run_on(&plan_path, &plan, Arc::new(SystemClock), true).await });
     while count(&server.base).await < 50 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use ei_loader::clock::SystemClock;
-use ei_loader::run::{run, Outcome, RunError, RunOptions};
+use ei_loader::run::{Outcome, RunError};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use std::convert::Infallible;
@@ -180,18 +180,9 @@ async fn without_a_client_certificate_the_handshake_is_refused() {
     let env = tls_env(dir.path(), &proxy, false);
     let (plan_path, plan) = tls_plan(dir.path(), &env, &input).await;
 
-    let err = run(
-        &plan_path,
-        &plan,
-        Arc::new(SystemClock),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
+    let err = run_on(&plan_path, &plan, Arc::new(SystemClock), true)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RunError::GaveUp { attempts: 1, .. }), "{err}");
     assert_eq!(count(&server.base).await, 0);
     server.stop().await.unwrap();

@@ -5,7 +5,7 @@
 use crate::common::*;
 use ei_loader::clock::{parse_local, to_local, Clock, TestClock};
 use ei_loader::journal::Event;
-use ei_loader::run::{run, Outcome, RunOptions};
+use ei_loader::run::Outcome;
 use std::sync::Arc;
 use time::macros::datetime;
 
@@ -31,18 +31,9 @@ async fn waits_for_the_window_pauses_at_its_end_and_resumes_in_the_next() {
     plan.schedule.planned_start = "2026-12-10T21:30".into();
     let clock = Arc::new(TestClock::at_local(datetime!(2026-12-10 21:00)));
 
-    let summary = run(
-        &plan_path,
-        &plan,
-        clock.clone(),
-        RunOptions {
-            now: false,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_on(&plan_path, &plan, clock.clone(), false)
+        .await
+        .unwrap();
 
     assert_eq!(summary.outcome, Outcome::Completed);
     assert_eq!(
@@ -50,13 +41,7 @@ async fn waits_for_the_window_pauses_at_its_end_and_resumes_in_the_next() {
         (100, 10, 1)
     );
     assert_eq!(count(&server.base).await, 100);
-    let sends: Vec<String> = journal(&plan_path)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Send { at, .. } => Some(at),
-            _ => None,
-        })
-        .collect();
+    let sends: Vec<String> = send_times(&plan_path);
     // One call a minute from 22:00: five fit in 22:00-22:05, the rest the next night.
     let expect: Vec<String> = ["2026-12-10", "2026-12-11"]
         .iter()
@@ -84,18 +69,9 @@ async fn does_not_start_before_the_planned_start_unless_told_to() {
     plan.schedule.planned_start = "2026-12-10T21:30".into();
 
     let clock = Arc::new(TestClock::at_local(datetime!(2026-12-10 08:00)));
-    let summary = run(
-        &plan_path,
-        &plan,
-        clock.clone(),
-        RunOptions {
-            now: false,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_on(&plan_path, &plan, clock.clone(), false)
+        .await
+        .unwrap();
     assert_eq!(summary.loaded, 5);
     let first_send = journal(&plan_path).into_iter().find_map(|e| match e {
         Event::Send { at, .. } => Some(at),
@@ -110,18 +86,9 @@ async fn does_not_start_before_the_planned_start_unless_told_to() {
         crate::common::plan(&sub, &server.base, &[&input2], &["--pause-ms", "0"]).await;
     plan.schedule.planned_start = "2026-12-10T21:30".into();
     let clock = Arc::new(TestClock::at_local(datetime!(2026-12-10 08:00)));
-    let summary = run(
-        &plan_path,
-        &plan,
-        clock.clone(),
-        RunOptions {
-            now: true,
-            progress: false,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = run_on(&plan_path, &plan, clock.clone(), true)
+        .await
+        .unwrap();
     assert_eq!(summary.loaded, 5);
     assert_eq!(
         to_local(clock.now()),

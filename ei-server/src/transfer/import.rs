@@ -6,9 +6,7 @@
 //! so a half-done one would have to be wiped before the next try.
 
 use super::mysql::{self, Dialect, Layout};
-use super::{
-    csv_header, csv_record, json_record, validate, CsvColumn, Finding, FindingKind, Format,
-};
+use super::{csv_record, json_record, validate, Column, Finding, FindingKind, Format};
 use crate::rules::RulesConfig;
 use crate::store::import::{
     BatchBuilder, ImportError, ImportOptions, Importer, Origin, SortedBatch,
@@ -77,7 +75,7 @@ enum Work {
     },
     Csv {
         file: u32,
-        columns: Arc<Vec<CsvColumn>>,
+        columns: Arc<Vec<Column>>,
         records: Vec<(u64, Result<csv::StringRecord, String>)>,
     },
 }
@@ -299,7 +297,10 @@ fn read_csv(file: u32, reader: BufReader<File>, tx: &SyncSender<Work>) -> Result
         .headers()
         .map_err(|e| format!("bad CSV header: {e}"))?
         .clone();
-    let columns = Arc::new(csv_header(&header).map_err(|e| format!("bad CSV header: {e}"))?);
+    let columns = Arc::new(
+        crate::records::header(&header, &crate::model::Field::KEY)
+            .map_err(|e| format!("bad CSV header: {e}"))?,
+    );
     let mut records = Vec::with_capacity(BLOCK_LINES);
     let mut record = csv::StringRecord::new();
     loop {

@@ -11,11 +11,11 @@ pub mod mysql;
 
 use crate::model::{Engagement, Field, RawTransaction};
 use crate::operation::WriteOperation;
+use crate::records;
 use crate::rules::{validate_transactions, EiError, RulesConfig};
 use std::path::Path;
 
-/// The column/key that carries a transaction's deleteFlag (ei-loader's files).
-pub const DELETE_FLAG: &str = "deleteFlag";
+pub use crate::records::{Column, DELETE_FLAG};
 
 /// The file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -128,37 +128,9 @@ pub fn json_record(line: &str) -> Result<RawTransaction, String> {
     Ok(tx)
 }
 
-/// A column of the contract's CSV.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CsvColumn {
-    Field(Field),
-    DeleteFlag,
-}
-
-/// The columns a CSV header names; all nine key fields must be there.
-pub fn csv_header(names: &csv::StringRecord) -> Result<Vec<CsvColumn>, String> {
-    let columns = names
-        .iter()
-        .map(|h| match (h.trim(), Field::from_name(h.trim())) {
-            (DELETE_FLAG, _) => Ok(CsvColumn::DeleteFlag),
-            (_, Some(f)) => Ok(CsvColumn::Field(f)),
-            (other, None) => Err(format!(
-                "unknown column {other:?} (columns are the contract's field names and deleteFlag)"
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(f) = Field::KEY
-        .iter()
-        .find(|f| !columns.contains(&CsvColumn::Field(**f)))
-    {
-        return Err(format!("the mandatory column {:?} is missing", f.name()));
-    }
-    Ok(columns)
-}
-
 /// One CSV record as a raw transaction (an empty cell is an absent field).
 pub fn csv_record(
-    columns: &[CsvColumn],
+    columns: &[Column],
     record: &csv::StringRecord,
 ) -> Result<RawTransaction, String> {
     if record.len() != columns.len() {
@@ -168,18 +140,7 @@ pub fn csv_record(
             columns.len()
         ));
     }
-    let mut tx = RawTransaction::default();
-    for (c, v) in columns
-        .iter()
-        .zip(record.iter())
-        .filter(|(_, v)| !v.is_empty())
-    {
-        match c {
-            CsvColumn::Field(f) => tx.engagement.set(*f, v),
-            CsvColumn::DeleteFlag => tx.delete_flag = Some(v.to_owned()),
-        }
-    }
-    Ok(tx)
+    Ok(records::transaction(columns, record))
 }
 
 /// Why a record is refused: the field to blame (when one is) and the text.

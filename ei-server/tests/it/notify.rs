@@ -22,6 +22,59 @@ fn fast(c: &mut Config) {
     c.admin_listen = "127.0.0.1:0".parse().unwrap();
 }
 
+/// A server (fast retries, admin listener on) notifying one subscriber "SE1" that
+/// answers as `mode`; `adjust` changes the rest of the configuration.
+async fn one_subscriber(
+    mode: Mode,
+    adjust: impl FnOnce(&mut Config) + Send + 'static,
+) -> (Recorder, Harness) {
+    let r = Recorder::start(mode).await;
+    let url = r.url.clone();
+    let s = start(move |c| {
+        fast(c);
+        adjust(c);
+        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
+    })
+    .await;
+    (r, s)
+}
+
+/// A server notifying "SE-DOWN" (answers with a fault) and "SE-UP" (answers OK).
+async fn down_and_up(
+    adjust: impl FnOnce(&mut Config) + Send + 'static,
+) -> (Recorder, Recorder, Harness) {
+    let down = Recorder::start(Mode::Fault).await;
+    let up = Recorder::start(Mode::Ok).await;
+    let (d, u) = (down.url.clone(), up.url.clone());
+    let s = start(move |c| {
+        fast(c);
+        adjust(c);
+        c.notifications.subscribers = vec![
+            subscriber("SE-DOWN", &d, vec![]),
+            subscriber("SE-UP", &u, vec![]),
+        ];
+    })
+    .await;
+    (down, up, s)
+}
+
+/// Configuration taking the subscribers from the registry at `registry`, each
+/// notified at `default_url` (fast retries, admin listener on).
+fn from_registry(
+    registry: &str,
+    default_url: &str,
+) -> impl Fn(&mut Config) + Clone + Send + 'static {
+    let (registry, default_url) = (registry.to_owned(), default_url.to_owned());
+    move |c: &mut Config| {
+        fast(c);
+        c.notifications.default_url = Some(default_url.clone());
+        c.notifications.registry = Some(RegistryConfig {
+            url: registry.clone(),
+            ..RegistryConfig::default()
+        });
+    }
+}
+
 async fn admin(c: &reqwest::Client, s: &Harness) -> String {
     let status: serde_json::Value = get_json(c, &s.url("/status")).await;
     format!(
@@ -171,13 +224,7 @@ async fn filters_order_and_only_effective_changes() {
 
 #[tokio::test]
 async fn changes_to_one_key_arrive_in_order() {
-    let r = Recorder::start(Mode::Ok).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
-    })
-    .await;
+    let (r, s) = one_subscriber(Mode::Ok, |_| {}).await;
     let c = reqwest::Client::new();
     let values: Vec<String> = (1..=30).map(|i| format!("202001{:02}000000", i)).collect();
     for v in &values {
@@ -218,16 +265,8 @@ async fn changes_to_one_key_arrive_in_order() {
 
 #[tokio::test]
 async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
-    let down = Recorder::start(Mode::Fault).await;
-    let up = Recorder::start(Mode::Ok).await;
-    let (d, u) = (down.url.clone(), up.url.clone());
-    let s = start(move |c| {
-        fast(c);
+    let (down, up, s) = down_and_up(|c| {
         c.notifications.max_attempts = 1000;
-        c.notifications.subscribers = vec![
-            subscriber("SE-DOWN", &d, vec![]),
-            subscriber("SE-UP", &u, vec![]),
-        ];
     })
     .await;
     let c = reqwest::Client::new();
@@ -277,12 +316,8 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
 
 #[tokio::test]
 async fn dead_letters_after_the_last_attempt_and_replay() {
-    let r = Recorder::start(Mode::Fault).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
+    let (r, s) = one_subscriber(Mode::Fault, |c| {
         c.notifications.max_attempts = 3;
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
     .await;
     let c = reqwest::Client::new();
@@ -337,12 +372,8 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
 
 #[tokio::test]
 async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_enforced() {
-    let r = Recorder::start(Mode::ResultError).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
+    let (r, s) = one_subscriber(Mode::ResultError, |c| {
         c.notifications.admin_token = Some("sesame".into());
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
     .await;
     let c = reqwest::Client::new();
@@ -413,17 +444,7 @@ async fn subscribers_from_the_registry_with_cache_fallback() {
     let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reg_url = registry(down.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let setup = {
-        let (reg_url, pn) = (reg_url.clone(), r.url.clone());
-        move |c: &mut Config| {
-            fast(c);
-            c.notifications.default_url = Some(pn);
-            c.notifications.registry = Some(RegistryConfig {
-                url: reg_url,
-                ..RegistryConfig::default()
-            });
-        }
-    };
+    let setup = from_registry(&reg_url, &r.url);
     let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     update(
@@ -553,13 +574,7 @@ fn final_state(r: &Recorder) -> std::collections::BTreeMap<String, Option<String
 
 #[tokio::test]
 async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
-    let r = Recorder::start(Mode::Ok).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
-    })
-    .await;
+    let (r, s) = one_subscriber(Mode::Ok, |_| {}).await;
     let c = reqwest::Client::new();
     for i in 0..20 {
         let cat = format!("c{i}");
@@ -586,13 +601,7 @@ async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
 
 #[tokio::test]
 async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delivered() {
-    let r = Recorder::start(Mode::RefuseBad).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
-    })
-    .await;
+    let (r, s) = one_subscriber(Mode::RefuseBad, |_| {}).await;
     let c = reqwest::Client::new();
     let cats: Vec<String> = (0..10)
         .map(|i| match i {
@@ -653,12 +662,8 @@ async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delive
 
 #[tokio::test]
 async fn replay_sends_the_current_state_of_the_keys() {
-    let r = Recorder::start(Mode::Fault).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
+    let (r, s) = one_subscriber(Mode::Fault, |c| {
         c.notifications.max_attempts = 1;
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
     .await;
     let c = reqwest::Client::new();
@@ -707,17 +712,9 @@ async fn replay_sends_the_current_state_of_the_keys() {
 
 #[tokio::test]
 async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
-    let down = Recorder::start(Mode::Fault).await;
-    let up = Recorder::start(Mode::Ok).await;
-    let (d, u) = (down.url.clone(), up.url.clone());
-    let s = start(move |c| {
-        fast(c);
+    let (down, up, s) = down_and_up(|c| {
         c.notifications.max_attempts = 100_000;
         c.notifications.max_backlog_entries = 5;
-        c.notifications.subscribers = vec![
-            subscriber("SE-DOWN", &d, vec![]),
-            subscriber("SE-UP", &u, vec![]),
-        ];
     })
     .await;
     let c = reqwest::Client::new();
@@ -781,12 +778,8 @@ async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
 
 #[tokio::test]
 async fn lag_is_alertable_per_subscriber() {
-    let r = Recorder::start(Mode::Fault).await;
-    let url = r.url.clone();
-    let s = start(move |c| {
-        fast(c);
+    let (r, s) = one_subscriber(Mode::Fault, |c| {
         c.notifications.max_attempts = 100_000;
-        c.notifications.subscribers = vec![subscriber("SE1", &url, vec![])];
     })
     .await;
     let c = reqwest::Client::new();
@@ -869,17 +862,7 @@ async fn an_absent_subscriber_keeps_its_backlog_and_suspect_answers_are_not_obey
     let r = Recorder::start(Mode::Ok).await;
     let reg = Registry::start(Some(vec!["SE-REG"])).await;
     let dir = tempfile::tempdir().unwrap();
-    let setup = {
-        let (reg_url, pn) = (reg.url.clone(), r.url.clone());
-        move |c: &mut Config| {
-            fast(c);
-            c.notifications.default_url = Some(pn);
-            c.notifications.registry = Some(RegistryConfig {
-                url: reg_url,
-                ..RegistryConfig::default()
-            });
-        }
-    };
+    let setup = from_registry(&reg.url, &r.url);
     let s = start_in(dir.path().to_owned(), setup.clone()).await;
     let c = reqwest::Client::new();
     let admin = admin(&c, &s).await;

@@ -3,6 +3,7 @@
 
 mod data_cli;
 mod durability;
+mod failover;
 mod notify_chaos;
 mod notify_crash;
 mod shutdown;
