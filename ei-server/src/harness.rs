@@ -302,3 +302,23 @@ pub fn with_database(url: &str, name: &str) -> String {
         .map_or(head.len(), |i| scheme + 3 + i);
     format!("{}/{name}{query}", &head[..authority_end])
 }
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn test_databases_replace_the_database_of_the_url() {
+        for (url, want) in [
+            (
+                "postgresql://postgres@/postgres?host=/tmp/pg",
+                "postgresql://postgres@/ei_x?host=/tmp/pg",
+            ),
+            ("postgresql://u:p@h1:5432,h2/db", "postgresql://u:p@h1:5432,h2/ei_x"),
+            ("postgresql://h", "postgresql://h/ei_x"),
+            ("host=/tmp/pg user=postgres", "host=/tmp/pg user=postgres dbname=ei_x"),
+        ] {
+            assert_eq!(with_database(url, "ei_x"), want);
+        }
+    }
+}

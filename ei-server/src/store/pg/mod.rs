@@ -545,5 +545,8 @@ mod tests {
             .unwrap();
         assert_eq!(c.get_hosts().len(), 2);
         assert!(parse_url("postgresql://ei@h1/ei?sslmode=bogus").is_err());
+        let socket = parse_url("postgresql://postgres@/postgres?host=/tmp/pg").unwrap();
+        assert_eq!(socket.get_dbname(), Some("postgres"));
+        assert_eq!(socket.get_hosts().len(), 1);
     }
 }
