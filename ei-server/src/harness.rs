@@ -314,9 +314,15 @@ mod tests {
                 "postgresql://postgres@/postgres?host=/tmp/pg",
                 "postgresql://postgres@/ei_x?host=/tmp/pg",
             ),
-            ("postgresql://u:p@h1:5432,h2/db", "postgresql://u:p@h1:5432,h2/ei_x"),
+            (
+                "postgresql://u:p@h1:5432,h2/db",
+                "postgresql://u:p@h1:5432,h2/ei_x",
+            ),
             ("postgresql://h", "postgresql://h/ei_x"),
-            ("host=/tmp/pg user=postgres", "host=/tmp/pg user=postgres dbname=ei_x"),
+            (
+                "host=/tmp/pg user=postgres",
+                "host=/tmp/pg user=postgres dbname=ei_x",
+            ),
         ] {
             assert_eq!(with_database(url, "ei_x"), want);
         }
