@@ -43,12 +43,26 @@ pub enum UpdateKind {
     Same,
 }
 
+/// How FindContent replies are judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Verify {
+    /// `codec::client::classify_find_content`: the reply read in full, as every
+    /// client of the index reads it (~190 µs of the client's CPU per 50 rows).
+    Full,
+    /// HTTP 200 and the number of `<ns2:engagement>` elements (a substring count):
+    /// a lean client, so that the load generator is not what limits the rate.
+    Count,
+}
+
 /// A validated run.
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub target: Target,
     /// Posts to load before the phases (rounded up to whole 1000-post bodies).
     pub preload_posts: u64,
+    /// Posts of ei-load's data the index already holds (an earlier run's pre-load):
+    /// the phases use them, the pre-load adds its posts after them.
+    pub preloaded_posts: u64,
     pub preload_clients: usize,
     /// Client counts for the 1000-post Update phases.
     pub update_clients: Vec<usize>,
@@ -59,8 +73,14 @@ pub struct Plan {
     pub find_clients: Vec<usize>,
     /// Rows each FindContent returns: 50 (resident + domain) or 10 (+ categorization).
     pub find_rows: u64,
-    /// FindContent clients and 1000-post Update clients run together, if set.
-    pub mixed: Option<(usize, usize)>,
+    /// Mixed phases: FindContent clients and 1000-post Update clients together, one
+    /// phase per pair.
+    pub mixed: Vec<(usize, usize)>,
+    /// Posts per second the Update clients of the mixed phases send together (each
+    /// request is due at its slot of a fixed schedule; `None`: as fast as they can).
+    pub update_rate: Option<u64>,
+    /// How FindContent replies are judged.
+    pub verify: Verify,
     /// Length of each timed phase.
     pub phase: Duration,
     /// After the run, flush and compact the data dir and report that size too.
@@ -82,6 +102,9 @@ struct Ctx {
     template: UpdateTemplate,
     posts: Posts,
     find_rows: u64,
+    verify: Verify,
+    /// The server's pid when it runs as its own process (its CPU is measured).
+    server_pid: Option<u32>,
     /// Bodies 0..loaded are in the index.
     loaded: AtomicU64,
     next_new_body: AtomicU64,
@@ -136,6 +159,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         template: UpdateTemplate::sample_1000(),
         posts: Posts::new(),
         find_rows: plan.find_rows,
+        verify: plan.verify,
+        server_pid: pid,
         loaded: AtomicU64::new(0),
         next_new_body: AtomicU64::new(0),
         next_single: AtomicU64::new(0),
@@ -225,6 +250,9 @@ async fn wait_ready(ctx: &Ctx) -> anyhow::Result<()> {
 /// The phases in order; each row carries its own rate and latencies.
 async fn phases(ctx: &Arc<Ctx>, plan: &Plan) -> anyhow::Result<Vec<PhaseRow>> {
     let mut rows = Vec::new();
+    let already = plan.preloaded_posts / data::POSTS_PER_BODY;
+    ctx.loaded.fetch_max(already, Relaxed);
+    ctx.next_new_body.fetch_max(already, Relaxed);
     let bodies = plan.preload_posts.div_ceil(data::POSTS_PER_BODY);
     if bodies > 0 {
         let row = preload(ctx, bodies, plan.preload_clients).await?;
@@ -242,19 +270,61 @@ async fn phases(ctx: &Arc<Ctx>, plan: &Plan) -> anyhow::Result<Vec<PhaseRow>> {
         let name = format!("find {} rows", plan.find_rows);
         rows.push(timed(ctx, &name, Work::Find, c, plan.phase).await?);
     }
-    if let Some((finds, updates)) = plan.mixed {
-        rows.extend(mixed(ctx, kind, finds, updates, plan.phase).await?);
+    for &(finds, updates) in &plan.mixed {
+        let pace = plan.update_rate;
+        rows.extend(mixed(ctx, kind, (finds, updates), pace, plan.phase).await?);
     }
     Ok(rows)
 }
 
+/// What a phase reads before and after: time, group commits, CPU (own and server's).
+struct Meter {
+    started: Instant,
+    commits: Option<u64>,
+    cpu: Option<f64>,
+    server_cpu: Option<f64>,
+}
+
+impl Meter {
+    async fn start(ctx: &Ctx) -> Meter {
+        let commits = group_commits(ctx).await.ok();
+        Meter {
+            commits,
+            cpu: raw::cpu_seconds(None),
+            server_cpu: ctx.server_pid.and_then(|p| raw::cpu_seconds(Some(p))),
+            started: Instant::now(),
+        }
+    }
+
+    /// The phase's figures for `t` (`shared`: the phase ran other work beside `t`,
+    /// so the commits and CPU are not `t`'s alone).
+    async fn finish(&self, ctx: &Ctx, t: &Tally, shared: bool) -> crate::report::Measured {
+        let secs = self.started.elapsed().as_secs_f64();
+        let cpu = Some(raw::cpu_seconds(None).zip(self.cpu)).flatten();
+        let server = ctx.server_pid.and_then(|p| raw::cpu_seconds(Some(p)));
+        let commits = delta(self.commits, group_commits(ctx).await.ok());
+        crate::report::Measured {
+            requests: t.requests,
+            errors: t.errors,
+            posts: t.posts,
+            secs,
+            p50_us: t.hist.value_at_quantile(0.50),
+            p99_us: t.hist.value_at_quantile(0.99),
+            max_us: t.hist.max(),
+            group_commits: commits,
+            cpu_secs: cpu.map(|(b, a)| b - a),
+            server_cpu_secs: server.zip(self.server_cpu).map(|(b, a)| b - a),
+            shared,
+            first_error: t.first_error.clone(),
+        }
+    }
+}
+
 /// Loads `bodies` new 1000-post bodies with `clients` clients (new keys).
 async fn preload(ctx: &Arc<Ctx>, bodies: u64, clients: usize) -> anyhow::Result<PhaseRow> {
-    let commits = group_commits(ctx).await.ok();
+    let meter = Meter::start(ctx).await;
     let start = ctx.next_new_body.load(Relaxed);
     let end = start + bodies;
-    let cpu = raw::cpu_seconds();
-    let started = Instant::now();
     let tasks: Vec<_> = (0..clients.max(1))
         .map(|_| {
             let ctx = ctx.clone();
@@ -279,16 +349,8 @@ async fn preload(ctx: &Arc<Ctx>, bodies: u64, clients: usize) -> anyhow::Result<
         .collect();
     let tally = join(tasks).await?;
     ctx.loaded.fetch_max(end, Relaxed);
-    let commits = delta(commits, group_commits(ctx).await.ok());
-    Ok(PhaseRow::new(
-        "preload (new)",
-        clients,
-        tally_parts(&tally, started.elapsed(), commits, cpu_since(cpu)),
-    ))
-}
-
-fn cpu_since(before: Option<f64>) -> Option<f64> {
-    Some(raw::cpu_seconds()? - before?)
+    let m = meter.finish(ctx, &tally, false).await;
+    Ok(PhaseRow::new("preload (new)", clients, m))
 }
 
 /// `clients` clients doing `work` for `length`.
@@ -299,44 +361,75 @@ async fn timed(
     clients: usize,
     length: Duration,
 ) -> anyhow::Result<PhaseRow> {
-    let commits = group_commits(ctx).await.ok();
-    let cpu = raw::cpu_seconds();
-    let started = Instant::now();
-    let tally = join(spawn_clients(ctx, work, clients, started + length)).await?;
-    let elapsed = started.elapsed();
-    let cpu = cpu_since(cpu);
-    let commits = delta(commits, group_commits(ctx).await.ok());
-    Ok(PhaseRow::new(
-        name,
-        clients,
-        tally_parts(&tally, elapsed, commits, cpu),
-    ))
+    let meter = Meter::start(ctx).await;
+    let end = meter.started + length;
+    let tally = join(spawn_clients(ctx, work, clients, end, None)).await?;
+    let m = meter.finish(ctx, &tally, false).await;
+    Ok(PhaseRow::new(name, clients, m))
 }
 
-/// FindContent clients while 1000-post Update clients run.
+/// FindContent clients while 1000-post Update clients run (at `rate` posts/s
+/// together, if given).
 async fn mixed(
     ctx: &Arc<Ctx>,
     kind: UpdateKind,
-    finds: usize,
-    updates: usize,
+    (finds, updates): (usize, usize),
+    rate: Option<u64>,
     length: Duration,
 ) -> anyhow::Result<Vec<PhaseRow>> {
-    let commits = group_commits(ctx).await.ok();
-    let cpu = raw::cpu_seconds();
-    let started = Instant::now();
-    let end = started + length;
-    let u = spawn_clients(ctx, Work::Update(kind), updates, end);
-    let f = spawn_clients(ctx, Work::Find, finds, end);
+    let meter = Meter::start(ctx).await;
+    let end = meter.started + length;
+    let pace = rate.map(|r| Pace::new(meter.started, r));
+    let u = spawn_clients(ctx, Work::Update(kind), updates, end, pace);
+    let f = spawn_clients(ctx, Work::Find, finds, end, None);
     let (u, f) = (join(u).await?, join(f).await?);
-    let elapsed = started.elapsed();
-    let cpu = cpu_since(cpu);
-    let commits = delta(commits, group_commits(ctx).await.ok());
     let name = format!("find {} rows, during updates", ctx.find_rows);
-    let uname = format!("update 1000 ({kind:?}), during finds").to_lowercase();
-    Ok(vec![
-        PhaseRow::new(&name, finds, tally_parts(&f, elapsed, None, cpu)),
-        PhaseRow::new(&uname, updates, tally_parts(&u, elapsed, commits, cpu)),
-    ])
+    let at = rate.map_or(String::new(), |r| format!(" at {r}/s"));
+    let uname = format!("update 1000 ({kind:?}){at}, during finds").to_lowercase();
+    let mut fm = meter.finish(ctx, &f, updates > 0).await;
+    fm.group_commits = None; // the Updates' commits, on their row
+    let mut um = meter.finish(ctx, &u, true).await;
+    // Both rows cover the same span: the second reading differs only by the time
+    // the first one took.
+    um.secs = fm.secs;
+    let mut rows = vec![PhaseRow::new(&name, finds, fm)];
+    if updates > 0 {
+        rows.push(PhaseRow::new(&uname, updates, um));
+    }
+    Ok(rows)
+}
+
+/// A fixed schedule shared by a phase's clients: request `k` is due at
+/// `start + k × 1000 / rate` seconds. A client takes the next slot, waits for it
+/// and sends; a late client sends at once, so a server that keeps up sees exactly
+/// the rate and one that cannot shows it as a lower achieved rate.
+#[derive(Clone)]
+struct Pace {
+    start: Instant,
+    interval: Duration,
+    next: Arc<AtomicU64>,
+}
+
+impl Pace {
+    fn new(start: Instant, posts_per_s: u64) -> Pace {
+        let per_request = data::POSTS_PER_BODY as f64 / posts_per_s.max(1) as f64;
+        Pace {
+            start,
+            interval: Duration::from_secs_f64(per_request),
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Waits for the next free slot; `None` once it is past `end`.
+    async fn wait(&self, end: Instant) -> Option<()> {
+        let k = self.next.fetch_add(1, Relaxed);
+        let due = self.start + self.interval.mul_f64(k as f64);
+        if due >= end {
+            return None;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        Some(())
+    }
 }
 
 fn spawn_clients(
@@ -344,15 +437,22 @@ fn spawn_clients(
     work: Work,
     clients: usize,
     end: Instant,
+    pace: Option<Pace>,
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
     (0..clients)
         .map(|i| {
             let ctx = ctx.clone();
+            let pace = pace.clone();
             tokio::spawn(async move {
                 let mut t = Tally::new();
                 let mut rng =
                     0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
                 while Instant::now() < end {
+                    if let Some(p) = &pace {
+                        if p.wait(end).await.is_none() {
+                            break;
+                        }
+                    }
                     rng = xorshift(rng);
                     let req = request(&ctx, work, rng);
                     one(&ctx, work, req, &mut t).await;
@@ -390,7 +490,7 @@ async fn one(ctx: &Ctx, work: Work, (op, body, posts): Request, t: &mut Tally) {
     let micros = started.elapsed().as_micros().max(1) as u64;
     t.hist.saturating_record(micros);
     t.requests += 1;
-    match result.and_then(|(status, reply)| check(work, status, &reply, posts)) {
+    match result.and_then(|(status, reply)| check(ctx.verify, work, status, &reply, posts)) {
         Ok(n) => t.posts += n,
         Err(e) => {
             t.errors += 1;
@@ -454,8 +554,22 @@ async fn send(ctx: &Ctx, call: SoapCall) -> anyhow::Result<(u16, bytes::Bytes)> 
 
 /// Posts the reply accounts for: sent posts for an OK Update, rows for FindContent
 /// (which must be the rows expected).
-fn check(work: Work, status: u16, body: &[u8], expected: u64) -> anyhow::Result<u64> {
+fn check(
+    verify: Verify,
+    work: Work,
+    status: u16,
+    body: &[u8],
+    expected: u64,
+) -> anyhow::Result<u64> {
     match work {
+        Work::Find if verify == Verify::Count => {
+            let rows = count_rows(body);
+            match status {
+                200 if rows == expected => Ok(expected),
+                200 => anyhow::bail!("FindContent returned {rows} rows, expected {expected}"),
+                s => anyhow::bail!("FindContent answered HTTP {s}"),
+            }
+        }
         Work::Find => match classify_find_content(status, body) {
             Outcome::Ok(rows) if rows.len() as u64 == expected => Ok(expected),
             Outcome::Ok(rows) => {
@@ -473,28 +587,13 @@ fn check(work: Work, status: u16, body: &[u8], expected: u64) -> anyhow::Result<
     }
 }
 
-fn tally_parts(
-    t: &Tally,
-    elapsed: Duration,
-    commits: Option<u64>,
-    cpu: Option<f64>,
-) -> crate::report::Measured {
-    crate::report::Measured {
-        requests: t.requests,
-        errors: t.errors,
-        posts: t.posts,
-        secs: elapsed.as_secs_f64(),
-        p50_us: t.hist.value_at_quantile(0.50),
-        p99_us: t.hist.value_at_quantile(0.99),
-        max_us: t.hist.max(),
-        group_commits: commits,
-        cpu_secs: cpu,
-        first_error: t.first_error.clone(),
-    }
-}
-
 fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
     Some(after?.saturating_sub(before?))
+}
+
+/// The `<ns2:engagement>` elements of a FindContent reply (the server's own prefix).
+fn count_rows(body: &[u8]) -> u64 {
+    memchr::memmem::find_iter(body, b"<ns2:engagement>").count() as u64
 }
 
 /// The server's `ei_store_group_commits_total`.

@@ -162,9 +162,14 @@ pub fn peak_rss(pid: Option<u32>) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// CPU time (user + system) this process has used so far, in seconds.
-pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// CPU time (user + system) this process (or process `pid`) has used so far, in
+/// seconds.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may hold spaces) start at ") ".
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -191,6 +196,8 @@ mod tests {
         compact(dir.path()).unwrap();
         assert!(dir_size(dir.path()) > 0);
         assert!(peak_rss(None).unwrap() > 0);
-        assert!(cpu_seconds().unwrap() >= 0.0);
+        assert!(cpu_seconds(None).unwrap() >= 0.0);
+        let me = std::process::id();
+        assert!(cpu_seconds(Some(me)).unwrap() >= 0.0);
     }
 }

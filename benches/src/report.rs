@@ -19,6 +19,11 @@ pub struct Measured {
     pub group_commits: Option<u64>,
     /// CPU seconds this whole process (server and clients when in-process) used.
     pub cpu_secs: Option<f64>,
+    /// CPU seconds the server used (`--server-pid`, a server in its own process).
+    pub server_cpu_secs: Option<f64>,
+    /// The phase ran other requests beside these (a mixed phase): its commits and CPU
+    /// are not these requests' alone, so no per-request CPU is derived from them.
+    pub shared: bool,
     pub first_error: Option<String>,
 }
 
@@ -104,11 +109,11 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| phase | clients | requests/s | posts/s | p50 ms | p99 ms | max ms | errors | group commits | requests/commit | cores busy | requests per CPU-s |"
+            "| phase | clients | requests/s | posts/s | p50 ms | p99 ms | max ms | errors | group commits | requests/commit | cores busy | requests per CPU-s | server cores | server CPU µs/request |"
         );
         let _ = writeln!(
             s,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.rows {
             let m = &r.measured;
@@ -123,11 +128,20 @@ impl Report {
                 .map_or("–".into(), |c| format!("{:.2}", c / m.secs.max(1e-9)));
             let per_cpu = m
                 .cpu_secs
-                .filter(|&c| c > 0.0)
+                .filter(|&c| c > 0.0 && !m.shared)
                 .map_or("–".into(), |c| format!("{:.0}", m.requests as f64 / c));
+            let server_busy = m
+                .server_cpu_secs
+                .map_or("–".into(), |c| format!("{:.2}", c / m.secs.max(1e-9)));
+            let server_per_request = m
+                .server_cpu_secs
+                .filter(|_| m.requests > 0 && !m.shared)
+                .map_or("–".into(), |c| {
+                    format!("{:.0}", c * 1e6 / m.requests as f64)
+                });
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                 r.phase,
                 r.clients,
                 r.requests_per_s,
@@ -139,8 +153,13 @@ impl Report {
                 commits,
                 per_commit,
                 busy,
-                per_cpu
+                per_cpu,
+                server_busy,
+                server_per_request
             );
+        }
+        for line in self.isolation() {
+            let _ = writeln!(s, "\n{line}");
         }
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
         let _ = writeln!(
@@ -158,6 +177,51 @@ impl Report {
             let _ = writeln!(s, "first error in {}: {e}", r.phase);
         }
         s
+    }
+}
+
+impl Report {
+    /// Each mixed phase against the same run's phases alone: FindContent req/s and
+    /// p99 during the Updates / alone (same client count), and the Updates' posts/s
+    /// / alone (same client count). One line per mixed phase whose baselines ran.
+    pub fn isolation(&self) -> Vec<String> {
+        let alone = |prefix: &str, clients: usize| {
+            self.rows
+                .iter()
+                .find(|r| r.clients == clients && !r.measured.shared && r.phase.starts_with(prefix))
+        };
+        let mut lines = Vec::new();
+        for (i, f) in self.rows.iter().enumerate() {
+            let Some(stem) = f.phase.strip_suffix(", during updates") else {
+                continue;
+            };
+            let Some(base) = alone(stem, f.clients) else {
+                continue;
+            };
+            let mut line = format!(
+                "isolation: {} clients `{stem}` during updates / alone: req/s {:.2}×, p99 {:.2}×",
+                f.clients,
+                f.requests_per_s / base.requests_per_s.max(1e-9),
+                f.measured.p99_us as f64 / base.measured.p99_us.max(1) as f64,
+            );
+            let writer = self
+                .rows
+                .get(i + 1)
+                .filter(|u| u.phase.ends_with(", during finds"));
+            if let Some(u) = writer {
+                let stem = u.phase.split(&[',', ')'][..]).next().unwrap_or("");
+                if let Some(solo) = alone(stem, u.clients) {
+                    let _ = write!(
+                        line,
+                        "; {} update clients' posts/s {:.2}× their rate alone",
+                        u.clients,
+                        u.posts_per_s / solo.posts_per_s.max(1e-9)
+                    );
+                }
+            }
+            lines.push(line);
+        }
+        lines
     }
 }
 

@@ -11,8 +11,42 @@ pub trait View {
     type Error;
     /// The stored post with this key, if any.
     fn get(&mut self, key: &EngagementKey) -> Result<Option<Engagement>, Self::Error>;
+    /// The stored post's timestamps only (all [`apply`] reads: the key is the one
+    /// asked for). A view that keeps the timestamps apart answers this without
+    /// copying the key; by default it is [`View::get`]'s.
+    fn get_times(&mut self, key: &EngagementKey) -> Result<Option<Stored>, Self::Error> {
+        Ok(self.get(key)?.as_ref().map(Stored::of))
+    }
     /// Records a write so later reads in the same request see it.
     fn set(&mut self, key: &EngagementKey, value: Option<&Engagement>);
+}
+
+/// A stored post's timestamps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub most_recent_content: Option<Timestamp>,
+    pub creation_time: Option<Timestamp>,
+    pub update_time: Option<Timestamp>,
+}
+
+impl Stored {
+    pub fn of(e: &Engagement) -> Stored {
+        Stored {
+            most_recent_content: e.most_recent_content,
+            creation_time: e.creation_time,
+            update_time: e.update_time,
+        }
+    }
+
+    /// The post these timestamps belong to (its key copied).
+    pub fn with_key(self, key: &EngagementKey) -> Engagement {
+        Engagement {
+            key: key.clone(),
+            most_recent_content: self.most_recent_content,
+            creation_time: self.creation_time,
+            update_time: self.update_time,
+        }
+    }
 }
 
 /// A write to make, borrowed from the change it comes from.
@@ -106,11 +140,11 @@ pub fn apply<V: View>(
 }
 
 fn delete<V: View>(key: &EngagementKey, view: &mut V, out: &mut Outcome) -> Result<(), V::Error> {
-    if let Some(old) = view.get(key)? {
+    if let Some(old) = view.get_times(key)? {
         view.set(key, None);
         out.changes.push(Change {
             kind: ChangeKind::Deleted,
-            engagement: old,
+            engagement: old.with_key(key),
         });
     }
     Ok(())
@@ -132,7 +166,9 @@ fn save_update<V: View>(
     view: &mut V,
     out: &mut Outcome,
 ) -> Result<(), V::Error> {
-    match view.get(&e.key)? {
+    // Only a post that changes is copied (into its change record); an identical
+    // re-send costs a lookup.
+    match view.get_times(&e.key)? {
         None => {
             let new = Engagement {
                 creation_time: Some(now),
@@ -143,12 +179,12 @@ fn save_update<V: View>(
         }
         Some(old) if old.most_recent_content == e.most_recent_content => {}
         Some(old) => {
-            let new = Engagement {
+            let new = Stored {
                 most_recent_content: e.most_recent_content,
                 update_time: Some(now),
                 ..old
             };
-            put(new, ChangeKind::ContentChanged, view, out);
+            put(new.with_key(&e.key), ChangeKind::ContentChanged, view, out);
         }
     }
     Ok(())
@@ -164,11 +200,11 @@ fn save_notification<V: View>(
     view: &mut V,
     out: &mut Outcome,
 ) -> Result<(), V::Error> {
-    let existing = view.get(&e.key)?;
+    let existing = view.get_times(&e.key)?;
     let own_key = e.key.with_owner(own_hsa_id);
     let moved = match existing {
         Some(_) => None,
-        None if own_key != e.key => view.get(&own_key)?,
+        None if own_key != e.key => view.get_times(&own_key)?,
         None => None,
     };
     let base = existing.as_ref().or(moved.as_ref());
@@ -188,21 +224,21 @@ fn save_notification<V: View>(
         update_time,
         ..e.clone()
     };
-    if let Some(old) = moved {
+    if moved.is_some() {
         tracing::warn!(
-            previous_owner = %old.key.owner(),
+            previous_owner = %own_key.owner(),
             new_owner = %e.key.owner(),
             service_domain = %e.key.service_domain(),
             "ProcessNotification moves a post of this index to another owner; replacing it"
         );
         view.set(&own_key, None);
-        let previous_owner = old.key.owner().to_owned();
+        let previous_owner = own_key.owner().to_owned();
         put(new, ChangeKind::OwnerChanged { previous_owner }, view, out);
         return Ok(());
     }
     match existing {
         None => put(new, ChangeKind::Inserted, view, out),
-        Some(old) if old == new => {}
+        Some(old) if old == Stored::of(&new) => {}
         Some(_) if content_changed => put(new, ChangeKind::ContentChanged, view, out),
         Some(_) => put(new, ChangeKind::TimesChanged, view, out),
     }

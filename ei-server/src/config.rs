@@ -60,6 +60,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Most write requests waiting for the writer; more get the busy fault.
     pub writer_queue: usize,
+    /// Reads first: the nice increment (0..=19) of the threads doing write requests'
+    /// work (parsing, rules, the store's writer, RocksDB's compactions); 0 = same
+    /// priority as FindContent.
+    pub write_nice: u8,
     /// On SIGTERM, in-flight requests get this many ms; then connections are dropped.
     pub drain_timeout_ms: u64,
     /// Free MiB on the data directory's filesystem below which `/ready` answers 503.
@@ -321,6 +325,7 @@ impl Default for Config {
             max_connections: 1024,
             max_in_flight: 64,
             writer_queue: 128,
+            write_nice: 15,
             drain_timeout_ms: 30_000,
             min_free_disk_mb: 512,
             tls_cert: None,
@@ -494,6 +499,9 @@ impl Config {
         if self.max_group_requests == 0 {
             return bad("max_group_requests", "must be at least 1");
         }
+        if self.write_nice > 19 {
+            return bad("write_nice", "must be 0..=19");
+        }
         let n = &self.notifications;
         if n.batch_size == 0 || n.batch_size > crate::rules::MAX_TRANSACTIONS {
             return bad("notifications.batch_size", "must be 1..=1000");
@@ -641,6 +649,12 @@ pub struct Args {
     /// [default: 128].
     #[arg(long, env = "EI_WRITER_QUEUE", value_name = "N")]
     pub writer_queue: Option<usize>,
+    /// Reads first: write requests (parsing, rules, the store's writer thread,
+    /// RocksDB's compactions) run on threads this much nicer (0..=19) than
+    /// FindContent, so the kernel gives lookups the CPU first; 0 = same priority
+    /// [default: 15].
+    #[arg(long, env = "EI_WRITE_NICE", value_name = "N")]
+    pub write_nice: Option<u8>,
     /// On SIGTERM or Ctrl-C, in-flight requests get this many ms to finish; then the
     /// remaining connections are dropped and the store is closed [default: 30000].
     #[arg(long, env = "EI_DRAIN_TIMEOUT_MS", value_name = "MS")]
@@ -710,6 +724,7 @@ impl Args {
             max_connections,
             max_in_flight,
             writer_queue,
+            write_nice,
             drain_timeout_ms,
             min_free_disk_mb,
             audit,

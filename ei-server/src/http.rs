@@ -30,7 +30,7 @@ const XML: &str = "text/xml; charset=UTF-8";
 
 /// What the handlers share.
 pub struct AppState {
-    pub service: Service,
+    pub service: Arc<Service>,
     pub config: Config,
     pub started: Instant,
     /// True while the store is open and requests are served.
@@ -117,9 +117,7 @@ async fn soap_handler(op: Operation, State(state): State<Arc<AppState>>, req: Re
         let body = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
         let reply = match body.await {
             Ok(Ok(body)) => {
-                state
-                    .service
-                    .call_as(op, correlation_id.as_deref(), &who, body)
+                Service::call_shared(&state.service, op, correlation_id.as_deref(), &who, body)
                     .await
             }
             Ok(Err(e)) => too_large_or_unreadable(&state, op, limit, &e),

@@ -19,7 +19,8 @@
 //! [`notify`] (subscribers, delivery, admin endpoints),
 //! [`service`] (the three services), [`http`] (axum), [`scrape`] (the gauges read
 //! at scrape time: process, filesystem, RocksDB internals), [`systemd`] (sd_notify
-//! READY/STOPPING/WATCHDOG), [`ops_admin`] (write lock, backup, statistics on the
+//! READY/STOPPING/WATCHDOG), [`priority`] (reads first: write requests on niced
+//! threads), [`ops_admin`] (write lock, backup, statistics on the
 //! admin listener), [`config`] and [`server`] (`run(listener, config, shutdown)`),
 //! [`transfer`] (export, import and the Java index's MySQL export), [`cli`] (the
 //! `ei-server` command line and its subcommands) and [`harness`] (the server
@@ -55,6 +56,8 @@ pub mod http;
 pub mod notify;
 #[cfg(feature = "server")]
 pub mod ops_admin;
+#[cfg(feature = "server")]
+pub mod priority;
 #[cfg(feature = "server")]
 pub mod scrape;
 #[cfg(feature = "server")]

@@ -49,6 +49,7 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.block_cache_bytes = config.block_cache_mb << 20;
     opts.outbox = config.notifications.enabled();
     opts.writer_queue = config.writer_queue;
+    opts.write_nice = config.write_nice;
     opts.min_free_bytes = config.min_free_disk_mb << 20;
     let kind = config.store_kind().map_err(|source| ServerError::Store {
         path: path.clone(),
@@ -149,7 +150,8 @@ pub async fn run_with_store(
     let service = Service::new(config.rules(), config.error_mode, store.clone())
         .with_max_in_flight(config.max_in_flight)
         .with_auditor(auditor.clone())
-        .with_access(config.access.clone());
+        .with_access(config.access.clone())
+        .with_write_runtime(crate::priority::WriteRuntime::start(config.write_nice)?);
     if config.access.is_set() {
         for line in config.access.describe() {
             tracing::info!("access: {line}");
@@ -157,7 +159,7 @@ pub async fn run_with_store(
     }
     let connections = Arc::new(ConnStats::default());
     let state = Arc::new(AppState {
-        service,
+        service: Arc::new(service),
         config: config.clone(),
         started: Instant::now(),
         ready: AtomicBool::new(true),

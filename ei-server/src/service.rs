@@ -46,6 +46,9 @@ pub struct Service {
     auditor: Arc<Auditor>,
     /// Who may call what (no restriction unless [`Service::with_access`]).
     access: AccessConfig,
+    /// Where write requests run (reads first, see [`crate::priority`]); `None`: on
+    /// the caller's runtime.
+    writes: Option<crate::priority::WriteRuntime>,
 }
 
 impl Service {
@@ -62,6 +65,39 @@ impl Service {
             auditor: Arc::new(Auditor::off(metrics.clone())),
             access: AccessConfig::default(),
             metrics,
+            writes: None,
+        }
+    }
+
+    /// Handles write requests on `writes` (see [`Service::call_shared`]).
+    pub fn with_write_runtime(mut self, writes: crate::priority::WriteRuntime) -> Service {
+        self.writes = Some(writes);
+        self
+    }
+
+    /// [`Service::call_as`] from a shared service: a write request runs on the write
+    /// runtime when there is one (reads first), anything else right here.
+    pub async fn call_shared(
+        this: &Arc<Service>,
+        op: Operation,
+        correlation_id: Option<&str>,
+        who: &Identity,
+        body: Bytes,
+    ) -> Reply {
+        let Some(writes) = this.writes.as_ref().filter(|_| op.write().is_some()) else {
+            return this.call_as(op, correlation_id, who, body).await;
+        };
+        let service = this.clone();
+        let id = correlation_id.map(str::to_owned);
+        let who = who.clone();
+        let work = async move { service.call_as(op, id.as_deref(), &who, body).await };
+        let span = tracing::Span::current();
+        match writes
+            .run(tracing::Instrument::instrument(work, span))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => this.refuse(op, internal("write task", &e)),
         }
     }
 

@@ -7,7 +7,7 @@
 //! finished but some requests failed.
 
 use clap::Parser;
-use ei_benches::load::{self, Plan, Target, UpdateKind};
+use ei_benches::load::{self, Plan, Target, UpdateKind, Verify};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ struct Args {
     /// A running server (HSA-id 5565594230) instead of one started in-process.
     #[arg(long)]
     url: Option<String>,
-    /// With --url: the server's pid, whose peak RSS is reported.
+    /// With --url: the server's pid, whose CPU per phase and peak RSS are reported.
     #[arg(long, requires = "url")]
     server_pid: Option<u32>,
     /// Data directory of the in-process server (default: a temp dir, removed after).
@@ -38,6 +38,10 @@ struct Args {
     /// Posts to load first (whole 1000-post Updates of new residents).
     #[arg(long, default_value_t = 100_000)]
     preload: u64,
+    /// Posts of ei-load's data the server already holds (an earlier run's
+    /// --preload against the same --url): used by the phases, not sent again.
+    #[arg(long, default_value_t = 0)]
+    preloaded: u64,
     /// Clients for the pre-load.
     #[arg(long, default_value_t = 4)]
     preload_clients: usize,
@@ -59,9 +63,18 @@ struct Args {
     /// FindContent clients while Updates run (0: skip).
     #[arg(long, default_value_t = 16)]
     mixed_find_clients: usize,
-    /// Update clients during the mixed phase.
-    #[arg(long, default_value_t = 4)]
-    mixed_update_clients: usize,
+    /// 1000-post Update clients during the mixed phases, comma-separated: one mixed
+    /// phase per count (0: FindContent alone again).
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    mixed_update_clients: Vec<usize>,
+    /// Posts per second the mixed phases' Update clients send together, on a fixed
+    /// schedule (default: as fast as they can).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    update_rate: Option<u64>,
+    /// How FindContent replies are checked: `full` reads every row as the index's
+    /// clients do, `count` checks HTTP 200 and counts the rows (a lean client).
+    #[arg(long, value_enum, default_value_t = Verify::Full)]
+    verify: Verify,
     /// Seconds per timed phase.
     #[arg(long, default_value_t = 10.0)]
     secs: f64,
@@ -97,14 +110,19 @@ impl Args {
         Ok(Plan {
             target,
             preload_posts: self.preload,
+            preloaded_posts: self.preloaded,
             preload_clients: self.preload_clients.max(1),
             update_clients: nonzero(self.update_clients),
             update_kind: self.update_kind,
             single_clients: nonzero(self.single_clients),
             find_clients: nonzero(self.find_clients),
             find_rows: self.find_rows,
-            mixed: (self.mixed_find_clients > 0)
-                .then_some((self.mixed_find_clients, self.mixed_update_clients)),
+            mixed: match self.mixed_find_clients {
+                0 => Vec::new(),
+                f => self.mixed_update_clients.iter().map(|&u| (f, u)).collect(),
+            },
+            update_rate: self.update_rate,
+            verify: self.verify,
             phase: Duration::from_secs_f64(self.secs.max(0.1)),
             compact: self.compact,
         })

@@ -1,7 +1,7 @@
 //! Smoke test: every ei-load phase against an in-process server, tiny sizes, about a
 //! second in all, so CI exercises the load generator (CI does not run `cargo bench`).
 
-use ei_benches::load::{run, Plan, Target, UpdateKind};
+use ei_benches::load::{run, Plan, Target, UpdateKind, Verify};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,13 +14,16 @@ async fn every_phase_runs_without_errors() {
             block_cache_mb: 8,
         },
         preload_posts: 3000,
+        preloaded_posts: 0,
         preload_clients: 2,
         update_clients: vec![2],
         update_kind: UpdateKind::Changed,
         single_clients: vec![4],
         find_clients: vec![4],
         find_rows: 50,
-        mixed: Some((4, 1)),
+        mixed: vec![(4, 1)],
+        update_rate: None,
+        verify: Verify::Full,
         phase: Duration::from_millis(200),
         compact: true,
     };
@@ -54,4 +57,53 @@ fn a_closed_stdout_pipe_ends_quietly_with_success() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "nothing on stderr, got {err}");
+}
+
+/// `--update-rate`: the mixed phase's Update clients send on a fixed schedule, so
+/// they never send more than the schedule's slots (here 5 requests/s for 0.4 s: 2);
+/// `--verify count` checks FindContent replies by their row count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_updates_keep_to_their_schedule() {
+    let plan = Plan {
+        target: Target::InProcess {
+            data_dir: None,
+            wal_sync: true,
+            max_group_requests: 64,
+            block_cache_mb: 8,
+        },
+        preload_posts: 2000,
+        preloaded_posts: 0,
+        preload_clients: 1,
+        update_clients: vec![1],
+        update_kind: UpdateKind::Changed,
+        single_clients: vec![],
+        find_clients: vec![2],
+        find_rows: 10,
+        mixed: vec![(2, 3)],
+        update_rate: Some(5000),
+        verify: Verify::Count,
+        phase: Duration::from_millis(400),
+        compact: false,
+    };
+    let report = run(plan).await.unwrap();
+    let md = report.markdown();
+    let paced = report
+        .rows
+        .iter()
+        .find(|r| r.phase == "update 1000 (changed) at 5000/s, during finds")
+        .unwrap_or_else(|| panic!("no paced row in {md}"));
+    assert!((1..=2).contains(&paced.measured.requests), "{md}");
+    assert_eq!(paced.measured.errors, 0, "{md}");
+    let finds = report
+        .rows
+        .iter()
+        .find(|r| r.phase == "find 10 rows, during updates")
+        .unwrap();
+    assert!(finds.measured.requests > 0, "{md}");
+    assert_eq!(finds.measured.errors, 0, "{md}");
+    assert_eq!(finds.measured.posts, 10 * finds.measured.requests, "{md}");
+    assert!(
+        md.contains("isolation: 2 clients `find 10 rows` during updates / alone"),
+        "{md}"
+    );
 }

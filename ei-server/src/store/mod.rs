@@ -175,6 +175,9 @@ pub struct StoreOptions {
     /// Free bytes on the data directory's filesystem below which the store reports
     /// itself unhealthy (and does not try to recover from a failed write).
     pub min_free_bytes: u64,
+    /// Reads first ([`crate::priority`]): the writer thread's nice increment; above
+    /// 0 RocksDB's compaction threads also run at low CPU priority.
+    pub write_nice: u8,
 }
 
 impl StoreOptions {
@@ -187,6 +190,7 @@ impl StoreOptions {
             outbox: false,
             writer_queue: 128,
             min_free_bytes: 0,
+            write_nice: 0,
         }
     }
 }
@@ -585,7 +589,15 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
         ColumnFamilyDescriptor::new(schema::CF_DEAD_LETTERS, Options::default()),
         ColumnFamilyDescriptor::new(schema::CF_AUDIT, Options::default()),
     ];
-    Ok(DB::open_cf_descriptors(&db_options(), path, cfs)?)
+    let mut db_opts = db_options();
+    if options.write_nice > 0 {
+        // Reads first: compactions (the low-priority pool) at RocksDB's low CPU
+        // priority (nice 19); flushes keep theirs so memtables do not stall writes.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        db_opts.set_env(&env);
+    }
+    Ok(DB::open_cf_descriptors(&db_opts, path, cfs)?)
 }
 
 /// The store's database-wide RocksDB options. Public, with [`table_options`] and

@@ -115,6 +115,26 @@ pub fn encode_key_into(out: &mut Vec<u8>, key: &EngagementKey) {
     }
 }
 
+/// Whether `bytes` is the store key of `key` (compares without encoding).
+pub fn key_is(bytes: &[u8], key: &EngagementKey) -> bool {
+    let mut rest = bytes;
+    for p in key.parts() {
+        let p = p.as_bytes();
+        if p.contains(&0) {
+            // Escaped parts are rare (never valid input): compare the encoding.
+            return bytes == encode_key(key).as_slice();
+        }
+        match rest
+            .strip_prefix(p)
+            .and_then(|r| r.strip_prefix(&[0, TERMINATOR]))
+        {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// The prefix every key matching the query starts with.
 pub fn query_prefix(q: &FindQuery) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -499,6 +519,23 @@ mod tests {
             key_parts(&encode_key(&key(["a"; 9]))).unwrap()[0],
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn key_is_tells_a_keys_bytes_from_others() {
+        let plain = key(["1912", "d", "", "å", "x", "y", "s", "dc", "o"]);
+        let nul = key(["1912", "d\0x", "", "å", "\0", "\0\0", "s", "dc", "o"]);
+        for k in [&plain, &nul] {
+            assert!(key_is(&encode_key(k), k));
+        }
+        assert!(!key_is(&encode_key(&plain), &nul));
+        assert!(!key_is(&encode_key(&nul), &plain));
+        let other = key(["1912", "d", "", "å", "x", "y", "s", "dc", "p"]);
+        assert!(!key_is(&encode_key(&plain), &other));
+        let bytes = encode_key(&plain);
+        assert!(!key_is(&bytes[..bytes.len() - 1], &plain));
+        assert!(!key_is(&[bytes.as_slice(), b"z"].concat(), &plain));
+        assert!(!key_is(b"", &plain));
     }
 
     #[test]

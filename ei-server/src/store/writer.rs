@@ -6,7 +6,7 @@ use super::health::{DbCell, Health, WriterAlive};
 use super::lock::{self, LockState};
 use super::stats::{self, PostStats, StatsDelta};
 use super::{outbox, schema, Faults, Rocks, StoreError, StoreOptions};
-use crate::apply::{apply, Change, ChangeKind, Mutation, View};
+use crate::apply::{apply, Change, ChangeKind, Stored, View};
 use crate::metrics::Metrics;
 use crate::model::{Engagement, EngagementKey, Timestamp, Transaction};
 use crate::operation::WriteOperation;
@@ -88,9 +88,17 @@ type Times = [Option<Timestamp>; 3];
 
 /// The posts one group commit has read or written, keyed by store key; `None` = absent.
 /// Only the timestamps are kept: the caller knows the key, so no strings are copied.
+/// Writes go straight into the group's batch, with the key bytes the lookup used:
+/// keys are encoded into one reused buffer, so the writer allocates nothing per post
+/// for them.
 struct GroupView<'a> {
     db: &'a Rocks,
     posts: HashMap<Vec<u8>, Option<Times>, KeyHasher>,
+    batch: WriteBatch,
+    /// The last key encoded (reused: a post is looked up, then written).
+    key: Vec<u8>,
+    /// The value being written (reused).
+    value: Vec<u8>,
 }
 
 /// A fast hasher for the group's map (FxHash's mixing step over 8-byte words),
@@ -138,10 +146,9 @@ impl KeyHasherState {
     }
 }
 
-fn with_times(key: &EngagementKey, t: Times) -> Engagement {
+fn stored(t: Times) -> Stored {
     let [most_recent_content, creation_time, update_time] = t;
-    Engagement {
-        key: key.clone(),
+    Stored {
         most_recent_content,
         creation_time,
         update_time,
@@ -152,21 +159,45 @@ impl View for GroupView<'_> {
     type Error = StoreError;
 
     fn get(&mut self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
-        let k = schema::encode_key(key);
-        if let Some(v) = self.posts.get(&k) {
-            return Ok(v.map(|t| with_times(key, t)));
+        Ok(self.get_times(key)?.map(|t| t.with_key(key)))
+    }
+
+    fn get_times(&mut self, key: &EngagementKey) -> Result<Option<Stored>, StoreError> {
+        self.key.clear();
+        schema::encode_key_into(&mut self.key, key);
+        if let Some(v) = self.posts.get(self.key.as_slice()) {
+            return Ok(v.map(stored));
         }
-        let found = match self.db.get_pinned_cf(self.db.cf().engagements, &k)? {
+        let found = match self.db.get_pinned_cf(self.db.cf().engagements, &self.key)? {
             Some(v) => Some(schema::decode_times(&v)?),
             None => None,
         };
-        self.posts.insert(k, found);
-        Ok(found.map(|t| with_times(key, t)))
+        self.posts.insert(self.key.clone(), found);
+        Ok(found.map(stored))
     }
 
+    /// Records the write and puts it into the group's batch.
     fn set(&mut self, key: &EngagementKey, value: Option<&Engagement>) {
+        if !schema::key_is(&self.key, key) {
+            self.key.clear();
+            schema::encode_key_into(&mut self.key, key);
+        }
         let times = value.map(|e| [e.most_recent_content, e.creation_time, e.update_time]);
-        self.posts.insert(schema::encode_key(key), times);
+        match self.posts.get_mut(self.key.as_slice()) {
+            Some(slot) => *slot = times,
+            None => {
+                self.posts.insert(self.key.clone(), times);
+            }
+        }
+        let cf = self.db.cf().engagements;
+        match value {
+            Some(e) => {
+                self.value.clear();
+                schema::encode_value_into(&mut self.value, e);
+                self.batch.put_cf(cf, &self.key, &self.value);
+            }
+            None => self.batch.delete_cf(cf, &self.key),
+        }
     }
 }
 
@@ -195,6 +226,7 @@ impl GroupView<'_> {
 impl Writer {
     pub(super) fn run(mut self, rx: mpsc::Receiver<Message>) {
         let _alive = WriterAlive(self.health.clone());
+        crate::priority::lower_current_thread(self.options.write_nice);
         // A message that is not a write ends a group; it is handled right after it.
         let mut next: Option<Message> = None;
         loop {
@@ -355,12 +387,13 @@ impl Writer {
 
     /// Applies the group's requests in order against one view.
     fn build_batch(&self, jobs: &mut [WriteJob]) -> Result<Group, StoreError> {
-        let cf = self.db().cf().engagements;
         let mut view = GroupView {
             db: self.db(),
             posts: HashMap::with_hasher(KeyHasher::new()),
+            batch: WriteBatch::default(),
+            key: Vec::with_capacity(256),
+            value: Vec::with_capacity(32),
         };
-        let mut batch = WriteBatch::default();
         let mut results = Vec::with_capacity(jobs.len());
         let (mut delta, mut seq) = (0i64, self.next_seq);
         let mut stats = StatsDelta::default();
@@ -374,15 +407,7 @@ impl Writer {
                 job.now,
                 &mut view,
             )?;
-            for m in out.mutations() {
-                match m {
-                    Mutation::Put(e) => {
-                        batch.put_cf(cf, schema::encode_key(&e.key), schema::encode_value(e))
-                    }
-                    Mutation::Delete(k) => batch.delete_cf(cf, schema::encode_key(k)),
-                    Mutation::DeleteOwned(k) => batch.delete_cf(cf, schema::encode_key(&k)),
-                }
-            }
+            // The posts' writes are in the batch already (GroupView::set).
             for c in &out.changes {
                 let d = count_delta(c);
                 if d != 0 {
@@ -391,7 +416,7 @@ impl Writer {
                 }
             }
             if self.options.outbox {
-                outbox::append(self.db(), &mut batch, &mut seq, &out.changes);
+                outbox::append(self.db(), &mut view.batch, &mut seq, &out.changes);
             }
             if let Some(access) = &job.access {
                 let records = super::audit::write_records(
@@ -400,12 +425,12 @@ impl Writer {
                     &job.transactions,
                     &out.changes,
                 );
-                super::audit::put_records(&mut batch, self.db().cf().audit, &records);
+                super::audit::put_records(&mut view.batch, self.db().cf().audit, &records);
             }
             results.push(out.changes);
         }
         Ok(Group {
-            batch,
+            batch: view.batch,
             results,
             delta,
             seq,

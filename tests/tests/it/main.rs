@@ -6,6 +6,7 @@ mod durability;
 mod failover;
 mod notify_chaos;
 mod notify_crash;
+mod reads_first;
 mod shutdown;
 mod soap_client;
 mod supervision;
