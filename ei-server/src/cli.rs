@@ -57,12 +57,24 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The configuration; refused when its store is PostgreSQL (export, import and
+    /// restore work on a RocksDB data directory; PostgreSQL has its own tools).
     fn config(&self) -> Result<Config, ConfigError> {
-        Config::load(&Args {
+        let config = Config::load(&Args {
             config: self.config.clone(),
             data_dir: self.data_dir.clone(),
             ..Args::default()
-        })
+        })?;
+        match config.store_kind() {
+            Ok(crate::store::StoreKind::RocksDb) => Ok(config),
+            _ => Err(ConfigError::Invalid(format!(
+                "store: {}: export, import and restore work on the RocksDB store only; \
+                 on PostgreSQL use pg_dump, pg_restore or COPY",
+                crate::store::StoreKind::parse(&config.store)
+                    .map(|k| k.display())
+                    .unwrap_or_default()
+            ))),
+        }
     }
 }
 
