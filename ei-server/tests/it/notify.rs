@@ -371,7 +371,8 @@ pub(crate) async fn dead_letters_after_the_last_attempt_and_replay() {
 }
 
 #[tokio::test]
-pub(crate) async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_enforced() {
+pub(crate) async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_enforced(
+) {
     let (r, s) = one_subscriber(Mode::ResultError, |c| {
         c.notifications.admin_token = Some("sesame".into());
     })
