@@ -235,17 +235,15 @@ impl PgWriter {
         Ok(session.as_mut().expect("just set"))
     }
 
-    /// After an error: a connection that broke is dropped (the next use reconnects).
+    /// After an error the connection is dropped and the next use opens a new one:
+    /// a server that went away, was restarted or is now a standby (a failover)
+    /// answers with I/O errors or with SQLSTATE classes 57 or 25, and a fresh
+    /// connection (to the new primary, with a multi-host URL) is the cure for all;
+    /// errors are rare, so reconnecting on any of them costs nothing.
     fn after_error(&self, session: &mut Option<Session>, e: &StoreError) {
         self.health.commit_failed(e.to_string());
-        let broken = match e {
-            StoreError::Postgres(pe) => pe.is_closed() || pe.code().is_none(),
-            _ => false,
-        };
-        if broken {
-            if let Some(s) = session.take() {
-                close(s.conn);
-            }
+        if let Some(s) = session.take() {
+            close(s.conn);
         }
     }
 
