@@ -251,14 +251,14 @@ impl PgWriter {
         self.faults.before_group();
         match self.try_group(session, &mut jobs) {
             Ok(Outcome::Committed(results)) => {
-                self.health.commit_succeeded();
+                self.succeeded();
                 for (job, changes) in jobs.into_iter().zip(results) {
                     super::super::writer::count_changes(&self.metrics, &job, &changes);
                     let _ = job.reply.send(Ok((changes, job.transactions)));
                 }
             }
             Ok(Outcome::Locked) => {
-                self.health.commit_succeeded();
+                self.succeeded();
                 let e = Arc::new(StoreError::WriteLocked);
                 for job in jobs {
                     let _ = job.reply.send(Err(e.clone()));
@@ -365,6 +365,15 @@ impl PgWriter {
         Ok(Outcome::Committed(results))
     }
 
+    /// PostgreSQL took a commit or answered the idle check: healthy (again).
+    fn succeeded(&self) {
+        if self.health.commit_failing() {
+            tracing::info!("PostgreSQL reachable again: writes are accepted");
+            self.health.recovered();
+        }
+        self.health.commit_succeeded();
+    }
+
     fn publish_head(&mut self, seq: u64) {
         if seq != self.next_seq {
             self.next_seq = seq;
@@ -423,18 +432,19 @@ impl PgWriter {
             Ok::<_, StoreError>((meta_of(&row), row.get::<_, bool>(4)))
         })();
         match result {
-            Ok((_, true)) => self.health.commit_failed(
-                "connected to a PostgreSQL standby (read-only); use target_session_attrs=read-write".into(),
-            ),
+            Ok((_, true)) => {
+                // Reconnect next time: after a failover the URL may lead to the primary.
+                let e = StoreError::Config(
+                    "connected to a PostgreSQL standby (read-only); use several hosts with target_session_attrs=read-write".into(),
+                );
+                tracing::warn!(error = %e, "PostgreSQL takes no writes");
+                self.after_error(session, &e);
+            }
             Ok((meta, false)) => {
                 self.count.store(meta.count, Ordering::Relaxed);
                 self.publish_head(meta.next_seq);
                 self.lock_seen(meta.lock);
-                if self.health.commit_failing() {
-                    tracing::info!("PostgreSQL reachable again: writes are accepted");
-                    self.health.recovered();
-                }
-                self.health.commit_succeeded();
+                self.succeeded();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "PostgreSQL is not reachable");
