@@ -325,6 +325,23 @@ mod tests {
         assert_eq!(cli.serve.wal_sync, Some(false));
     }
 
+    /// Export, import and restore work on a RocksDB directory; a configuration whose
+    /// store is PostgreSQL is refused with the tools to use instead.
+    #[test]
+    fn subcommands_refuse_a_postgres_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        std::fs::write(&file, "store = \"postgresql://ei:secret@db/ei\"\n").unwrap();
+        let args = StoreArgs {
+            config: Some(file),
+            data_dir: None,
+        };
+        let err = args.config().unwrap_err().to_string();
+        assert!(err.contains("RocksDB store only"), "{err}");
+        assert!(err.contains("pg_dump"), "{err}");
+        assert!(!err.contains("secret"), "the password is not shown: {err}");
+    }
+
     #[test]
     fn subcommands_parse() {
         let cli = Cli::try_parse_from([

@@ -15,6 +15,11 @@
 //! # }
 //! ```
 //!
+//! On PostgreSQL: create a throwaway database with [`TestDatabase::create`] (on the
+//! server `EI_TEST_PG` names; `None` means skip) and set `config.store =
+//! db.url().into()` before [`Harness::start`]; keep `db` alive until the harness has
+//! stopped (dropping it drops the database).
+//!
 //! The server runs on the caller's runtime by default, or on its own thread and
 //! runtime ([`Options::own_runtime`]) so that its tasks do not share a load
 //! generator's scheduler and stopping it does not depend on the caller's runtime.

@@ -9,7 +9,7 @@ use crate::apply::ChangeKind;
 use crate::model::{Field, RawEngagement, RawTransaction};
 use crate::rules::{validate_notification, validate_update, RulesConfig};
 
-const OWN: &str = "ei-hsa-id";
+pub(super) const OWN: &str = "ei-hsa-id";
 
 fn open(dir: &Path) -> Store {
     Store::open(dir, StoreOptions::new(OWN), Arc::new(Metrics::default())).unwrap()
@@ -56,7 +56,7 @@ pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-fn find(store: &Store, q: &FindQuery) -> Vec<Engagement> {
+pub(super) fn find(store: &Store, q: &FindQuery) -> Vec<Engagement> {
     blocking(|| store.find(q)).unwrap()
 }
 
@@ -99,11 +99,11 @@ on_both!(
     audit_records_are_written_with_the_posts,
 );
 
-fn ts(s: &str) -> Timestamp {
+pub(super) fn ts(s: &str) -> Timestamp {
     Timestamp::try_from(s).unwrap()
 }
 
-fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransaction {
+pub(super) fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransaction {
     let mut e = RawEngagement::default();
     for (f, v) in [
         (Field::RegisteredResidentIdentification, resident),
@@ -126,11 +126,11 @@ fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransact
     }
 }
 
-fn update(txs: Vec<RawTransaction>) -> Vec<Transaction> {
+pub(super) fn update(txs: Vec<RawTransaction>) -> Vec<Transaction> {
     validate_update(&RulesConfig::new(OWN, "p"), Some(OWN), txs).unwrap()
 }
 
-fn query(resident: &str, cat: Option<&str>) -> FindQuery {
+pub(super) fn query(resident: &str, cat: Option<&str>) -> FindQuery {
     FindQuery {
         registered_resident_identification: resident.into(),
         service_domain: "riv:d".into(),

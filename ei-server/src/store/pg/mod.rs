@@ -523,30 +523,4 @@ fn read_initial(client: &mut postgres::Client) -> Result<Initial, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgresql://ei:secret@db1,db2/ei?target_session_attrs=read-write"),
-            "postgresql://ei:***@db1,db2/ei?target_session_attrs=read-write"
-        );
-        assert_eq!(
-            redact("host=/run/pg user=ei password=secret dbname=ei"),
-            "host=/run/pg user=ei password=*** dbname=ei"
-        );
-        assert_eq!(redact("postgresql://ei@db/ei"), "postgresql://ei@db/ei");
-    }
-
-    #[test]
-    fn urls_with_several_hosts_parse() {
-        let c = parse_url("postgresql://ei@h1:5432,h2:5433/ei?target_session_attrs=read-write")
-            .unwrap();
-        assert_eq!(c.get_hosts().len(), 2);
-        assert!(parse_url("postgresql://ei@h1/ei?sslmode=bogus").is_err());
-        let socket = parse_url("postgresql://postgres@/postgres?host=/tmp/pg").unwrap();
-        assert_eq!(socket.get_dbname(), Some("postgres"));
-        assert_eq!(socket.get_hosts().len(), 1);
-    }
-}
+mod tests;

@@ -69,15 +69,15 @@ impl Pool {
     }
 
     /// Runs `f` on a pooled connection. The connection goes back to the pool when
-    /// `f` succeeded or failed with an SQL error on a healthy connection; a closed
-    /// one is dropped.
+    /// `f` succeeded; after an error it is dropped (it may be to a server that went
+    /// away or is now a standby) and the next caller opens a new one.
     pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.take()?;
         let result = f(&mut conn);
-        self.give_back(conn);
+        self.give_back(conn, result.is_ok());
         result
     }
 
@@ -110,9 +110,9 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, conn: Conn) {
+    fn give_back(&self, conn: Conn, healthy: bool) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if conn.client.is_closed() {
+        if !healthy || conn.client.is_closed() {
             slots.open -= 1;
             close(conn);
         } else {

@@ -235,17 +235,15 @@ impl PgWriter {
         Ok(session.as_mut().expect("just set"))
     }
 
-    /// After an error: a connection that broke is dropped (the next use reconnects).
+    /// After an error the connection is dropped and the next use opens a new one:
+    /// a server that went away, was restarted or is now a standby (a failover)
+    /// answers with I/O errors or with SQLSTATE classes 57 or 25, and a fresh
+    /// connection (to the new primary, with a multi-host URL) is the cure for all;
+    /// errors are rare, so reconnecting on any of them costs nothing.
     fn after_error(&self, session: &mut Option<Session>, e: &StoreError) {
         self.health.commit_failed(e.to_string());
-        let broken = match e {
-            StoreError::Postgres(pe) => pe.is_closed() || pe.code().is_none(),
-            _ => false,
-        };
-        if broken {
-            if let Some(s) = session.take() {
-                close(s.conn);
-            }
+        if let Some(s) = session.take() {
+            close(s.conn);
         }
     }
 
@@ -253,14 +251,14 @@ impl PgWriter {
         self.faults.before_group();
         match self.try_group(session, &mut jobs) {
             Ok(Outcome::Committed(results)) => {
-                self.health.commit_succeeded();
+                self.succeeded();
                 for (job, changes) in jobs.into_iter().zip(results) {
                     super::super::writer::count_changes(&self.metrics, &job, &changes);
                     let _ = job.reply.send(Ok((changes, job.transactions)));
                 }
             }
             Ok(Outcome::Locked) => {
-                self.health.commit_succeeded();
+                self.succeeded();
                 let e = Arc::new(StoreError::WriteLocked);
                 for job in jobs {
                     let _ = job.reply.send(Err(e.clone()));
@@ -367,6 +365,15 @@ impl PgWriter {
         Ok(Outcome::Committed(results))
     }
 
+    /// PostgreSQL took a commit or answered the idle check: healthy (again).
+    fn succeeded(&self) {
+        if self.health.commit_failing() {
+            tracing::info!("PostgreSQL reachable again: writes are accepted");
+            self.health.recovered();
+        }
+        self.health.commit_succeeded();
+    }
+
     fn publish_head(&mut self, seq: u64) {
         if seq != self.next_seq {
             self.next_seq = seq;
@@ -425,18 +432,19 @@ impl PgWriter {
             Ok::<_, StoreError>((meta_of(&row), row.get::<_, bool>(4)))
         })();
         match result {
-            Ok((_, true)) => self.health.commit_failed(
-                "connected to a PostgreSQL standby (read-only); use target_session_attrs=read-write".into(),
-            ),
+            Ok((_, true)) => {
+                // Reconnect next time: after a failover the URL may lead to the primary.
+                let e = StoreError::Config(
+                    "connected to a PostgreSQL standby (read-only); use several hosts with target_session_attrs=read-write".into(),
+                );
+                tracing::warn!(error = %e, "PostgreSQL takes no writes");
+                self.after_error(session, &e);
+            }
             Ok((meta, false)) => {
                 self.count.store(meta.count, Ordering::Relaxed);
                 self.publish_head(meta.next_seq);
                 self.lock_seen(meta.lock);
-                if self.health.commit_failing() {
-                    tracing::info!("PostgreSQL reachable again: writes are accepted");
-                    self.health.recovered();
-                }
-                self.health.commit_succeeded();
+                self.succeeded();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "PostgreSQL is not reachable");
