@@ -32,6 +32,36 @@ pub enum Target {
     Url { base: String, pid: Option<u32> },
 }
 
+/// TLS towards an `https://` `--url`: the CAs to trust and the client certificate to
+/// present (a server with `tls_client_ca` asks for one).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClientTls {
+    /// With an https:// --url: PEM bundle of the CAs to trust instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With an https:// --url: client certificate (PEM), presented to the server.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// `b` with these files (rustls).
+    fn apply(&self, mut b: reqwest::ClientBuilder) -> anyhow::Result<reqwest::ClientBuilder> {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
+        if let Some(ca) = &self.tls_ca {
+            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(&read(ca)?)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let pem = [read(cert)?, b"\n".to_vec(), read(key)?].concat();
+            b = b.identity(reqwest::Identity::from_pem(&pem)?);
+        }
+        Ok(b.tls_backend_rustls())
+    }
+}
+
 /// What the 1000-post Update phases send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum UpdateKind {
@@ -85,6 +115,8 @@ pub struct Plan {
     pub phase: Duration,
     /// After the run, flush and compact the data dir and report that size too.
     pub compact: bool,
+    /// TLS towards `Target::Url`.
+    pub tls: ClientTls,
 }
 
 /// One kind of request.
@@ -152,8 +184,9 @@ struct Local {
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let (base, local, pid) = start(&plan.target).await?;
     let ctx = Arc::new(Ctx {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
+        http: plan
+            .tls
+            .apply(reqwest::Client::builder().pool_max_idle_per_host(256))?
             .build()?,
         base,
         template: UpdateTemplate::sample_1000(),

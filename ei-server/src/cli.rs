@@ -57,12 +57,24 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The configuration; refused when its store is PostgreSQL (export, import and
+    /// restore work on a RocksDB data directory; PostgreSQL has its own tools).
     fn config(&self) -> Result<Config, ConfigError> {
-        Config::load(&Args {
+        let config = Config::load(&Args {
             config: self.config.clone(),
             data_dir: self.data_dir.clone(),
             ..Args::default()
-        })
+        })?;
+        match config.store_kind() {
+            Ok(crate::store::StoreKind::RocksDb) => Ok(config),
+            _ => Err(ConfigError::Invalid(format!(
+                "store: {}: export, import and restore work on the RocksDB store only; \
+                 on PostgreSQL use pg_dump, pg_restore or COPY",
+                crate::store::StoreKind::parse(&config.store)
+                    .map(|k| k.display())
+                    .unwrap_or_default()
+            ))),
+        }
     }
 }
 
@@ -311,6 +323,23 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.listen.unwrap().to_string(), "127.0.0.1:9");
         assert_eq!(cli.serve.wal_sync, Some(false));
+    }
+
+    /// Export, import and restore work on a RocksDB directory; a configuration whose
+    /// store is PostgreSQL is refused with the tools to use instead.
+    #[test]
+    fn subcommands_refuse_a_postgres_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        std::fs::write(&file, "store = \"postgresql://ei:secret@db/ei\"\n").unwrap();
+        let args = StoreArgs {
+            config: Some(file),
+            data_dir: None,
+        };
+        let err = args.config().unwrap_err().to_string();
+        assert!(err.contains("RocksDB store only"), "{err}");
+        assert!(err.contains("pg_dump"), "{err}");
+        assert!(!err.contains("secret"), "the password is not shown: {err}");
     }
 
     #[test]

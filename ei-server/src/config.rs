@@ -31,6 +31,9 @@ pub enum LogFormat {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where the posts live: `rocksdb` (in `data_dir`) or a PostgreSQL URL (libpq
+    /// syntax; several hosts with `target_session_attrs=read-write` for failover).
+    pub store: String,
     pub hsa_id: String,
     pub alternative_hsa_id: Option<String>,
     pub platform_hsa_id: String,
@@ -304,6 +307,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            store: "rocksdb".into(),
             hsa_id: "ei-hsa-id".into(),
             alternative_hsa_id: None,
             platform_hsa_id: "platform-hsa-id".into(),
@@ -337,6 +341,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The `store` setting, read.
+    pub fn store_kind(&self) -> Result<crate::store::StoreKind, crate::store::StoreError> {
+        crate::store::StoreKind::parse(&self.store)
+    }
+
     /// The service listener's TLS files; `None`: plain HTTP.
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
         Some(crate::tls::TlsFiles {
@@ -460,6 +469,16 @@ impl Config {
         if self.hsa_id.trim().is_empty() {
             return bad("hsa_id", "must not be empty");
         }
+        match self.store_kind() {
+            Err(e) => return bad("store", &e.to_string()),
+            Ok(crate::store::StoreKind::Postgres(_)) if !cfg!(feature = "postgres") => {
+                return bad(
+                    "store",
+                    "this build has no PostgreSQL support (cargo feature `postgres`)",
+                )
+            }
+            Ok(_) => {}
+        }
         if self.max_body_bytes < 4096 {
             return bad("max_body_bytes", "must be at least 4096");
         }
@@ -559,6 +578,11 @@ pub struct Args {
     /// Directory of the RocksDB store; created when missing [default: ./data].
     #[arg(long, env = "EI_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the posts live: `rocksdb` (in --data-dir) or a PostgreSQL URL in libpq
+    /// syntax, e.g. postgresql://ei@db1:5432,db2:5432/ei?target_session_attrs=read-write
+    /// (several hosts: writes follow the primary after a failover) [default: rocksdb].
+    #[arg(long, env = "EI_STORE", value_name = "rocksdb|URL")]
+    pub store: Option<String>,
     /// The index's own HSA-id: the owner stamped on every Update and the
     /// LogicalAddress Update must be sent to [default: ei-hsa-id].
     #[arg(long, env = "EI_HSA_ID", value_name = "ID")]
@@ -684,6 +708,7 @@ impl Args {
         set!(
             listen,
             data_dir,
+            store,
             hsa_id,
             platform_hsa_id,
             check_logical_address,

@@ -15,6 +15,11 @@
 //! # }
 //! ```
 //!
+//! On PostgreSQL: create a throwaway database with [`TestDatabase::create`] (on the
+//! server `EI_TEST_PG` names; `None` means skip) and set `config.store =
+//! db.url().into()` before [`Harness::start`]; keep `db` alive until the harness has
+//! stopped (dropping it drops the database).
+//!
 //! The server runs on the caller's runtime by default, or on its own thread and
 //! runtime ([`Options::own_runtime`]) so that its tasks do not share a load
 //! generator's scheduler and stopping it does not depend on the caller's runtime.
@@ -209,4 +214,122 @@ async fn open(config: &Config) -> Result<Arc<Store>, HarnessError> {
         .await
         .map_err(|_| HarnessError::Panicked)??;
     Ok(Arc::new(store))
+}
+
+/// A throwaway PostgreSQL database for one test, on the server the environment
+/// variable `EI_TEST_PG` names (a libpq URL of a database on which the test user may
+/// `CREATE DATABASE`). Dropped (with its connections) when this is dropped. Run the
+/// harness on it with `config.store = db.url().into()`.
+#[cfg(feature = "postgres")]
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl TestDatabase {
+    /// A fresh database named after `label`; `None`, with a message on stderr, when
+    /// `EI_TEST_PG` is unset (the test then skips). Panics when the server refuses.
+    pub fn create(label: &str) -> Option<TestDatabase> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let Some(admin) = std::env::var("EI_TEST_PG").ok().filter(|u| !u.is_empty()) else {
+            eprintln!("skipped on PostgreSQL ({label}): EI_TEST_PG is not set");
+            return None;
+        };
+        let clean: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(30)
+            .collect();
+        let name = format!(
+            "ei_t_{}_{}_{clean}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let url = with_database(&admin, &name);
+        let db = TestDatabase { admin, name, url };
+        let sql = format!("CREATE DATABASE {}", db.name);
+        db.admin_sql(&sql).unwrap_or_else(|e| panic!("{e}"));
+        Some(db)
+    }
+
+    /// The database's URL (for `config.store` or [`Store::open_postgres`]).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs one statement on the admin database, on a thread of its own (the
+    /// synchronous client must not run on an async executor's thread).
+    fn admin_sql(&self, sql: &str) -> Result<(), String> {
+        let (admin, sql) = (self.admin.clone(), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = crate::store::pg::parse_url(&admin)
+                .and_then(|c| Ok(c.connect(postgres::NoTls)?))
+                .map_err(|e| format!("EI_TEST_PG: cannot connect: {e}"))?;
+            c.batch_execute(&sql)
+                .map_err(|e| format!("EI_TEST_PG: {sql}: {e}"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the admin statement's thread panicked".into()))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = self.admin_sql(&sql) {
+            eprintln!("{e}");
+        }
+    }
+}
+
+/// `url` (a libpq URL or `key=value` string) naming database `name` instead.
+#[cfg(feature = "postgres")]
+pub fn with_database(url: &str, name: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return format!("{url} dbname={name}");
+    };
+    let (head, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let authority_end = head[scheme + 3..]
+        .find('/')
+        .map_or(head.len(), |i| scheme + 3 + i);
+    format!("{}/{name}{query}", &head[..authority_end])
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn test_databases_replace_the_database_of_the_url() {
+        for (url, want) in [
+            (
+                "postgresql://postgres@/postgres?host=/tmp/pg",
+                "postgresql://postgres@/ei_x?host=/tmp/pg",
+            ),
+            (
+                "postgresql://u:p@h1:5432,h2/db",
+                "postgresql://u:p@h1:5432,h2/ei_x",
+            ),
+            ("postgresql://h", "postgresql://h/ei_x"),
+            (
+                "host=/tmp/pg user=postgres",
+                "host=/tmp/pg user=postgres dbname=ei_x",
+            ),
+        ] {
+            assert_eq!(with_database(url, "ei_x"), want);
+        }
+    }
 }

@@ -282,6 +282,7 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
         "config": {
             "listen": c.listen.to_string(),
             "data_dir": c.data_dir,
+            "store": c.store_kind().map(|k| k.display()).unwrap_or_default(),
             "hsa_id": c.hsa_id,
             "alternative_hsa_id": c.alternative_hsa_id,
             "platform_hsa_id": c.platform_hsa_id,

@@ -9,7 +9,7 @@ use crate::http::{router, serve, AppState, ConnStats, Limits};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::service::Service;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreError, StoreKind, StoreOptions};
 use crate::systemd;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot open the store in {path}: {source}")]
+    #[error("cannot open the store (data directory {path}): {source}")]
     Store {
         path: std::path::PathBuf,
         source: StoreError,
@@ -51,7 +51,20 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     opts.writer_queue = config.writer_queue;
     opts.write_nice = config.write_nice;
     opts.min_free_bytes = config.min_free_disk_mb << 20;
-    Store::open(&path, opts, metrics).map_err(|source| ServerError::Store { path, source })
+    let kind = config.store_kind().map_err(|source| ServerError::Store {
+        path: path.clone(),
+        source,
+    })?;
+    match kind {
+        StoreKind::RocksDb => Store::open(&path, opts, metrics),
+        #[cfg(feature = "postgres")]
+        StoreKind::Postgres(url) => Store::open_postgres(&url, &path, opts, metrics),
+        #[cfg(not(feature = "postgres"))]
+        StoreKind::Postgres(_) => Err(StoreError::Config(
+            "this build has no PostgreSQL support (cargo feature `postgres`)".into(),
+        )),
+    }
+    .map_err(|source| ServerError::Store { path, source })
 }
 
 /// Starts delivery when any subscriber can exist.

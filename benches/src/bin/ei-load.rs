@@ -84,6 +84,8 @@ struct Args {
     /// Print JSON instead of Markdown.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: load::ClientTls,
 }
 
 impl Args {
@@ -125,6 +127,7 @@ impl Args {
             verify: self.verify,
             phase: Duration::from_secs_f64(self.secs.max(0.1)),
             compact: self.compact,
+            tls: self.tls,
         })
     }
 }

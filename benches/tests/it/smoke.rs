@@ -26,6 +26,7 @@ async fn every_phase_runs_without_errors() {
         verify: Verify::Full,
         phase: Duration::from_millis(200),
         compact: true,
+        tls: Default::default(),
     };
     let report = run(plan).await.unwrap();
     let md = report.markdown();
@@ -84,6 +85,7 @@ async fn paced_updates_keep_to_their_schedule() {
         verify: Verify::Count,
         phase: Duration::from_millis(400),
         compact: false,
+        tls: Default::default(),
     };
     let report = run(plan).await.unwrap();
     let md = report.markdown();

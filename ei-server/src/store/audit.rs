@@ -127,6 +127,10 @@ impl Store {
     /// Appends access records in one batch, not synced: a crash may lose the last
     /// moments' records (whatever the operating system had not written out).
     pub fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.append_audit(records);
+        }
         if records.is_empty() {
             return Ok(());
         }
@@ -148,6 +152,10 @@ impl Store {
         to_ms: u64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.audit(resident, from_ms, to_ms, limit);
+        }
         let db = self.db()?;
         let lower = schema::audit_key(resident, from_ms, 0);
         let upper = schema::audit_key(resident, to_ms, 0);
@@ -178,6 +186,10 @@ impl Store {
 
     /// Deletes every record older than `before_ms`; answers how many.
     pub fn purge_audit(&self, before_ms: u64) -> Result<u64, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.purge_audit(before_ms);
+        }
         let db = self.db()?;
         let cf = db.cf().audit;
         let mut batch = WriteBatch::default();

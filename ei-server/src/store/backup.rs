@@ -83,6 +83,9 @@ impl Store {
     /// Backs the store up into `to` (created when missing) while it serves. Blocking:
     /// call it off the async executor. One backup at a time.
     pub fn backup(&self, to: &Path) -> Result<BackupReport, BackupError> {
+        if self.is_postgres() {
+            return Err(StoreError::RocksDbOnly("backup").into());
+        }
         let _one = self.backup_lock.try_lock().map_err(|_| BackupError::Busy)?;
         let started = Instant::now();
         std::fs::create_dir_all(to).map_err(io(to))?;

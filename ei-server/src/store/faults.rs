@@ -52,6 +52,8 @@ struct State {
     injected: u64,
     /// The writer must wait before its next group.
     hold: bool,
+    /// The writer must wait at the fault point (its group built, not committed).
+    hold_commit: bool,
     /// The writer is waiting.
     held: bool,
 }
@@ -76,6 +78,7 @@ impl Faults {
         self.update(|s| {
             s.fault = None;
             s.hold = false;
+            s.hold_commit = false;
         });
     }
 
@@ -110,11 +113,28 @@ impl Faults {
 
     /// The writer, about to write a group's batch (`sync`: the WAL will be synced):
     /// the injected error, if a fault is armed for this point.
+    /// Like [`Faults::hold_writer`], but the writer parks at the fault point: after
+    /// it has built the group (on PostgreSQL: with its transaction open, the counter
+    /// row locked and the outbox numbers taken), before the commit.
+    pub fn hold_writer_before_commit(&self) -> Hold<'_> {
+        self.update(|s| s.hold_commit = true);
+        Hold { faults: self }
+    }
+
     pub(super) fn before_write(&self, sync: bool) -> Result<(), StoreError> {
         if !self.armed.load(Ordering::Relaxed) {
             return Ok(());
         }
         let mut s = self.lock();
+        while s.hold_commit {
+            s.held = true;
+            self.changed.notify_all();
+            s = self
+                .changed
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        s.held = false;
         let Some((fault, times)) = s.fault else {
             return Ok(());
         };
@@ -139,8 +159,10 @@ impl Faults {
     }
 
     fn rearm(&self, s: &State) {
-        self.armed
-            .store(s.fault.is_some() || s.hold, Ordering::Relaxed);
+        self.armed.store(
+            s.fault.is_some() || s.hold || s.hold_commit,
+            Ordering::Relaxed,
+        );
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -174,6 +196,9 @@ impl Hold<'_> {
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        self.faults.update(|s| s.hold = false);
+        self.faults.update(|s| {
+            s.hold = false;
+            s.hold_commit = false;
+        });
     }
 }

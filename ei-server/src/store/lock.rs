@@ -32,7 +32,7 @@ impl LockState {
         *self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set(&self, lock: WriteLock) {
+    pub(super) fn set(&self, lock: WriteLock) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = lock;
         self.enabled.store(lock.enabled, Ordering::Release);
     }

@@ -14,6 +14,17 @@
 //! batches or nothing.
 //!
 //! `rocksdb::` is used only in this module tree; the layout is in [`schema`].
+//!
+//! # Two backends behind one type
+//! [`Store`] is the boundary every caller uses, on either backend: RocksDB (the
+//! default, in `data_dir`) or PostgreSQL ([`pg`], cargo feature `postgres`, opened
+//! with [`Store::open_postgres`]). What both share lives in `Store` itself: the
+//! writer queue and its group-commit shape, the exact post count, the statistics,
+//! the outbox head, the write lock, health, metrics and the fault seam; the private
+//! [`Backend`] enum holds what differs, and each public method that touches stored
+//! data picks its backend with one `match` (an enum rather than a trait object: two
+//! known backends, no boxing, and RocksDB-only operations such as backup refuse
+//! clearly on PostgreSQL with [`StoreError::RocksDbOnly`]).
 
 pub mod audit;
 pub mod backup;
@@ -24,6 +35,8 @@ pub mod import;
 mod internals;
 mod lock;
 mod outbox;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod rocks;
 pub mod schema;
 pub mod stats;
@@ -77,6 +90,70 @@ pub enum StoreError {
     Recovering,
     #[error("index in maintenance: the write lock is on")]
     WriteLocked,
+    /// A PostgreSQL statement, connection or commit failed. A failed commit may or
+    /// may not have been applied: the request is answered with a retryable fault,
+    /// never with OK.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("the PostgreSQL database holds schema version {found}; this build knows versions up to {expected}")]
+    PgSchemaVersion { found: i32, expected: i32 },
+    /// A setting the store cannot use (e.g. a URL that does not parse).
+    #[error("{0}")]
+    Config(String),
+    /// An operation only the RocksDB backend has (backup, engine internals).
+    #[error("{0} works on the RocksDB store only; this index runs on PostgreSQL (use PostgreSQL's own tools: pg_basebackup, pg_dump)")]
+    RocksDbOnly(&'static str),
+}
+
+/// Where a store keeps its data: `rocksdb` (in `data_dir`) or a PostgreSQL URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    RocksDb,
+    /// A libpq connection string (`postgresql://…` or `postgres://…`).
+    Postgres(String),
+}
+
+impl StoreKind {
+    /// Reads the `store` setting: `rocksdb`, or a URL starting `postgresql://` or
+    /// `postgres://`.
+    pub fn parse(s: &str) -> Result<StoreKind, StoreError> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("rocksdb") {
+            Ok(StoreKind::RocksDb)
+        } else if t.starts_with("postgresql://") || t.starts_with("postgres://") {
+            Ok(StoreKind::Postgres(t.to_owned()))
+        } else {
+            Err(StoreError::Config(format!(
+                "store must be `rocksdb` or a PostgreSQL URL (postgresql://user@host:port/db?...), not {:?}",
+                redact(t)
+            )))
+        }
+    }
+
+    /// The setting for logs and `/status`, without a password.
+    pub fn display(&self) -> String {
+        match self {
+            StoreKind::RocksDb => "rocksdb".into(),
+            StoreKind::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// `url` without its password.
+fn redact(url: &str) -> String {
+    #[cfg(feature = "postgres")]
+    return pg::redact(url);
+    #[cfg(not(feature = "postgres"))]
+    url.split_once('@')
+        .map_or_else(|| url.to_owned(), |(_, host)| format!("…@{host}"))
+}
+
+/// What differs between the backends.
+enum Backend {
+    Rocks(Arc<health::DbCell>),
+    #[cfg(feature = "postgres")]
+    Pg(Arc<pg::Pg>),
 }
 
 /// Tuning of the store.
@@ -120,7 +197,7 @@ impl StoreOptions {
 
 /// The open store. Share it behind an `Arc`; call [`Store::close`] once at the end.
 pub struct Store {
-    db: Arc<health::DbCell>,
+    backend: Backend,
     health: Arc<Health>,
     path: PathBuf,
     queue: mpsc::SyncSender<Message>,
@@ -183,7 +260,7 @@ impl Store {
                 StoreError::Corrupt(schema::Corrupt(format!("cannot start the writer: {e}")))
             })?;
         Ok(Store {
-            db,
+            backend: Backend::Rocks(db),
             health,
             path: path.to_owned(),
             queue,
@@ -198,6 +275,85 @@ impl Store {
             queued,
             faults,
         })
+    }
+
+    /// Opens the store in the PostgreSQL database at `url` (a libpq URL), creating or
+    /// migrating its schema, and starts its writer thread. `data_dir` is where the
+    /// server keeps its other files (it is not used by the store). Blocking.
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres(
+        url: &str,
+        data_dir: &Path,
+        options: StoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        let (pg, conn, initial) = pg::Pg::open(url)?;
+        let pg = Arc::new(pg);
+        let count = Arc::new(AtomicU64::new(initial.count));
+        let (commits_tx, commits) = tokio::sync::watch::channel(initial.next_seq);
+        let lock = Arc::new(lock::LockState::new(initial.lock));
+        let stats = Arc::new(Mutex::new(initial.stats));
+        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
+        let own_hsa_id = options.own_hsa_id.clone();
+        let queued = Arc::new(AtomicU64::new(0));
+        let faults = Arc::new(Faults::default());
+        // The disk is PostgreSQL's: no free-space floor here.
+        let health = Arc::new(Health::new(data_dir, 0));
+        let writer = pg::PgWriter {
+            pg: pg.clone(),
+            session: Some(conn),
+            options,
+            count: count.clone(),
+            metrics: metrics.clone(),
+            next_seq: initial.next_seq,
+            commits: commits_tx,
+            lock: lock.clone(),
+            stats: stats.clone(),
+            queued: queued.clone(),
+            faults: faults.clone(),
+            health: health.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ei-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Config(format!("cannot start the writer: {e}")))?;
+        tracing::info!(store = %pg::redact(url), "store opened on PostgreSQL");
+        Ok(Store {
+            backend: Backend::Pg(pg),
+            health,
+            path: data_dir.to_owned(),
+            queue,
+            own_hsa_id,
+            writer: Mutex::new(Some(handle)),
+            count,
+            metrics,
+            commits,
+            lock,
+            backup_lock: Mutex::new(()),
+            stats,
+            queued,
+            faults,
+        })
+    }
+
+    /// The PostgreSQL side, when the store runs on PostgreSQL.
+    #[cfg(feature = "postgres")]
+    fn pg(&self) -> Option<&pg::Pg> {
+        match &self.backend {
+            Backend::Pg(pg) => Some(pg),
+            Backend::Rocks(_) => None,
+        }
+    }
+
+    /// Without the `postgres` feature there is no PostgreSQL side.
+    #[cfg(not(feature = "postgres"))]
+    fn pg(&self) -> Option<&std::convert::Infallible> {
+        None
+    }
+
+    /// Whether the store runs on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.pg().is_some()
     }
 
     /// Posts per sourceSystem, dataController and serviceDomain, exact as of the last
@@ -248,7 +404,11 @@ impl Store {
         access: Option<audit::Access>,
     ) -> Result<Vec<Change>, Arc<StoreError>> {
         let (reply, rx) = oneshot::channel();
-        let read_keys = read_keys(service, &self.own_hsa_id, &transactions);
+        // PostgreSQL's writer reads by its own key columns.
+        let read_keys = match self.is_postgres() {
+            true => Vec::new(),
+            false => read_keys(service, &self.own_hsa_id, &transactions),
+        };
         let job = WriteJob {
             service,
             transactions,
@@ -285,6 +445,10 @@ impl Store {
         q: &FindQuery,
         mut f: impl FnMut(&PostRef<'_>),
     ) -> Result<usize, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.find_each(q, &mut f);
+        }
         let mut n = 0;
         let db = self.db()?;
         let cf = db.cf().engagements;
@@ -317,9 +481,14 @@ impl Store {
         db.iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
     }
 
-    /// The open database (the writer may replace it after a failure).
+    /// The open RocksDB database (the writer may replace it after a failure);
+    /// on PostgreSQL, [`StoreError::RocksDbOnly`].
     fn db(&self) -> Result<Arc<Rocks>, StoreError> {
-        self.db.get()
+        match &self.backend {
+            Backend::Rocks(cell) => cell.get(),
+            #[cfg(feature = "postgres")]
+            Backend::Pg(_) => Err(StoreError::RocksDbOnly("this operation")),
+        }
     }
 
     /// Whether the store can take writes, and why not.
@@ -338,7 +507,12 @@ impl Store {
     }
 
     /// Bytes on disk: SST files plus WAL and other files in the data directory.
+    /// On PostgreSQL: the size of the index's tables and indexes.
     pub fn size_on_disk(&self) -> u64 {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.size_on_disk().unwrap_or(0);
+        }
         dir_size(&self.path)
     }
 
@@ -366,6 +540,9 @@ impl Store {
         if let Some(handle) = handle {
             let _ = self.queue.send(Message::Stop);
             let _ = handle.join();
+            if self.is_postgres() {
+                return;
+            }
             if let Err(e) = self.db().and_then(|db| Ok(db.flush_wal(true)?)) {
                 tracing::error!(error = %e, "flushing the WAL at close failed");
             }

@@ -108,6 +108,10 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.read_outbox(from, limit);
+        }
         let db = self.db()?;
         let cf = db.cf().outbox;
         let start = from.to_be_bytes();
@@ -124,6 +128,10 @@ impl Store {
 
     /// A subscriber's cursor (the next sequence number to deliver), if it has one.
     pub fn cursor(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.cursor(subscriber);
+        }
         let db = self.db()?;
         let meta = Store::meta(&db);
         let found = db.get_pinned_cf(meta, schema::cursor_key(subscriber))?;
@@ -135,6 +143,10 @@ impl Store {
 
     /// Every stored cursor: the subscribers the store knows, by logical address.
     pub fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.cursors();
+        }
         let db = self.db()?;
         let prefix = schema::META_CURSOR_PREFIX.as_bytes();
         let mut out = Vec::new();
@@ -148,6 +160,10 @@ impl Store {
 
     /// Stores several cursors in one synced write (the notifier's batched advance).
     pub fn write_cursors(&self, cursors: &[(String, u64)]) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.write_cursors(cursors);
+        }
         let db = self.db()?;
         let meta = Store::meta(&db);
         let mut batch = WriteBatch::default();
@@ -165,6 +181,10 @@ impl Store {
         to: u64,
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.dead_letter_change(subscriber, Some(to), None, dead);
+        }
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         batch.put_cf(
@@ -181,6 +201,10 @@ impl Store {
         subscriber: &str,
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.dead_letter_change(subscriber, None, None, dead);
+        }
         self.write_dead_letters(subscriber, WriteBatch::default(), dead)
     }
 
@@ -192,6 +216,10 @@ impl Store {
         id: u64,
         dead: &[DeadLetter],
     ) -> Result<Vec<u64>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.dead_letter_change(subscriber, None, Some(id), dead);
+        }
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(Store::dead_cf(&db), schema::dead_letter_key(subscriber, id));
@@ -243,6 +271,10 @@ impl Store {
 
     /// A subscriber's dead letters, oldest first.
     pub fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.dead_letters(subscriber);
+        }
         let db = self.db()?;
         let prefix = schema::dead_letter_prefix(subscriber);
         let mut out = Vec::new();
@@ -257,6 +289,12 @@ impl Store {
 
     /// Removes one dead letter (on drop).
     pub fn remove_dead_letter(&self, subscriber: &str, id: u64) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg
+                .dead_letter_change(subscriber, None, Some(id), &[])
+                .map(drop);
+        }
         let db = self.db()?;
         let mut b = WriteBatch::default();
         b.delete_cf(Store::dead_cf(&db), schema::dead_letter_key(subscriber, id));
@@ -265,6 +303,10 @@ impl Store {
 
     /// Every subscriber record (`meta` `subscriber/…`, JSON owned by the notifier).
     pub fn subscriber_records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.subscriber_records();
+        }
         let db = self.db()?;
         let prefix = schema::META_SUBSCRIBER_PREFIX.as_bytes();
         let mut out = Vec::new();
@@ -283,6 +325,10 @@ impl Store {
         record: &[u8],
         cursor: Option<u64>,
     ) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.subscriber_change(subscriber, record, cursor.map(Some));
+        }
         let db = self.db()?;
         let meta = Store::meta(&db);
         let mut b = WriteBatch::default();
@@ -296,6 +342,10 @@ impl Store {
     /// Forgets a subscriber's cursor (it no longer holds back the clean-up) and
     /// stores its record (which says why) in one synced write.
     pub fn drop_cursor(&self, subscriber: &str, record: &[u8]) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.subscriber_change(subscriber, record, Some(None));
+        }
         let db = self.db()?;
         let meta = Store::meta(&db);
         let mut b = WriteBatch::default();
@@ -306,6 +356,10 @@ impl Store {
 
     /// The stored post of `key`, if any (replay sends the current state).
     pub fn post(&self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.post(key);
+        }
         let db = self.db()?;
         let cf = db.cf().engagements;
         let found = db.get_pinned_cf(cf, schema::encode_key(key))?;
@@ -322,6 +376,10 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<Engagement>, Option<Vec<u8>>), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.posts_after(after, limit);
+        }
         let db = self.db()?;
         let cf = db.cf().engagements;
         let mode = match after {
@@ -348,6 +406,10 @@ impl Store {
     /// passed them). Not synced: if the deletion is lost in a crash it is redone, and
     /// the cursors it relies on were synced before.
     pub fn collect_outbox(&self, below: u64) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.pg() {
+            return pg.collect_outbox(below);
+        }
         let db = self.db()?;
         if below == 0 {
             return Ok(());

@@ -190,7 +190,39 @@ pub fn decode_key(bytes: &[u8]) -> Result<EngagementKey, Corrupt> {
 /// The key parts of a store key, borrowed from it unless a part holds an escaped
 /// `0x00` (which XML text cannot carry, so in practice never).
 pub fn key_parts(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; 9], Corrupt> {
-    let mut parts: [std::borrow::Cow<'_, str>; 9] = Default::default();
+    split_parts(bytes)
+}
+
+/// The store key of an engagement key without its first field (the resident): the
+/// PostgreSQL backend keeps the resident in a column of its own and this in `key`
+/// (see [`super::pg::schema`]).
+pub fn encode_key_tail(key: &EngagementKey) -> Vec<u8> {
+    let parts = &key.parts()[1..];
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 2).sum());
+    for p in parts {
+        push_part(&mut out, p);
+    }
+    out
+}
+
+/// [`query_prefix`] without the resident: the prefix of the matching keys' tails.
+pub fn query_prefix_tail(q: &FindQuery) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    push_part(&mut out, &q.service_domain);
+    if let Some(c) = &q.categorization {
+        push_part(&mut out, c);
+    }
+    out
+}
+
+/// The eight key parts after the resident of an [`encode_key_tail`].
+pub fn key_tail_parts(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; 8], Corrupt> {
+    split_parts(bytes)
+}
+
+/// `N` encoded key parts, borrowed unless a part holds an escaped `0x00`.
+fn split_parts<const N: usize>(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; N], Corrupt> {
+    let mut parts: [std::borrow::Cow<'_, str>; N] = std::array::from_fn(|_| Default::default());
     let mut rest = bytes;
     for part in parts.iter_mut() {
         let end = rest
@@ -228,7 +260,12 @@ pub fn encode_value(e: &Engagement) -> Vec<u8> {
 
 /// Appends the stored value of an engagement to `out`.
 pub fn encode_value_into(out: &mut Vec<u8>, e: &Engagement) {
-    let times = [e.most_recent_content, e.creation_time, e.update_time];
+    encode_times_into(out, [e.most_recent_content, e.creation_time, e.update_time]);
+}
+
+/// Appends the stored value of the three timestamps (mostRecentContent,
+/// creationTime, updateTime) to `out`.
+pub fn encode_times_into(out: &mut Vec<u8>, times: [Option<Timestamp>; 3]) {
     let flags = out.len();
     out.push(0);
     for (bit, t) in times.iter().enumerate() {

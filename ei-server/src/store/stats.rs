@@ -42,7 +42,7 @@ impl StatsField {
         }
     }
 
-    fn from_name(name: &str) -> Option<StatsField> {
+    pub(super) fn from_name(name: &str) -> Option<StatsField> {
         StatsField::ALL.into_iter().find(|f| f.name() == name)
     }
 }
@@ -118,6 +118,16 @@ impl StatsDelta {
     }
 
     /// Adds the changes to `stats` (an import's counts, gathered per batch).
+    /// The non-zero changes: field, value, change in its number of posts.
+    #[cfg(feature = "postgres")]
+    pub(super) fn changes(&self) -> impl Iterator<Item = (StatsField, &str, i64)> {
+        StatsField::ALL
+            .into_iter()
+            .zip(&self.0)
+            .flat_map(|(f, map)| map.iter().map(move |(v, d)| (f, v.as_str(), *d)))
+            .filter(|(_, _, d)| *d != 0)
+    }
+
     pub(super) fn fold_into(self, stats: &mut PostStats) {
         for (f, map) in StatsField::ALL.into_iter().zip(self.0) {
             let by = stats.counts.entry(f).or_default();

@@ -1,21 +1,109 @@
-//! The store on a real RocksDB in a temp dir: writes, reads, counts, persistence.
+//! The store's contract, one suite run on both backends: on a real RocksDB in a
+//! temp dir and on a fresh PostgreSQL database (`EI_TEST_PG`; skipped with a
+//! message when unset). Writes, reads, counts, persistence, group commit, faults,
+//! statistics and the write lock. The tests run on a multi-threaded runtime and make
+//! the store's blocking calls through [`blocking`], as the server does.
 
 use super::*;
 use crate::apply::ChangeKind;
 use crate::model::{Field, RawEngagement, RawTransaction};
 use crate::rules::{validate_notification, validate_update, RulesConfig};
 
-const OWN: &str = "ei-hsa-id";
+pub(super) const OWN: &str = "ei-hsa-id";
 
 fn open(dir: &Path) -> Store {
     Store::open(dir, StoreOptions::new(OWN), Arc::new(Metrics::default())).unwrap()
 }
 
-fn ts(s: &str) -> Timestamp {
+/// Where a test's store lives: a temp dir, or a fresh PostgreSQL database (with a
+/// temp dir as the server's data directory).
+pub(super) enum Place {
+    Rocks(tempfile::TempDir),
+    #[cfg(feature = "postgres")]
+    Pg(crate::harness::TestDatabase, tempfile::TempDir),
+}
+
+impl Place {
+    pub(super) fn rocks() -> Place {
+        Place::Rocks(tempfile::tempdir().unwrap())
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) fn postgres(label: &str) -> Option<Place> {
+        let db = crate::harness::TestDatabase::create(label)?;
+        Some(Place::Pg(db, tempfile::tempdir().unwrap()))
+    }
+
+    /// Opens (or reopens) the store here.
+    pub(super) fn open_with(&self, options: StoreOptions) -> Store {
+        let metrics = Arc::new(Metrics::default());
+        match self {
+            Place::Rocks(dir) => Store::open(dir.path(), options, metrics).unwrap(),
+            #[cfg(feature = "postgres")]
+            Place::Pg(db, dir) => {
+                Store::open_postgres(db.url(), dir.path(), options, metrics).unwrap()
+            }
+        }
+    }
+
+    pub(super) fn open(&self) -> Store {
+        self.open_with(StoreOptions::new(OWN))
+    }
+}
+
+/// Runs a blocking store call off the async executor's thread.
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+pub(super) fn find(store: &Store, q: &FindQuery) -> Vec<Engagement> {
+    blocking(|| store.find(q)).unwrap()
+}
+
+/// The suite's tests, each once per backend: `on_rocksdb::NAME`, `on_postgres::NAME`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_rocksdb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Place::rocks()).await
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(place) = super::Place::postgres(stringify!($name)) {
+                        super::$name(place).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    write_find_and_reopen,
+    identical_resend_changes_nothing,
+    notification_owner_change_keeps_count,
+    requests_queued_behind_a_commit_share_the_next_one,
+    a_failed_group_commit_fails_every_request_and_writes_nothing,
+    fault_points_and_their_lifetime,
+    writes_after_close_fail_cleanly,
+    stats_equal_the_model_after_random_writes,
+    write_lock_refuses_writes_after_the_queue_and_is_stored,
+    outbox_cursors_and_dead_letters,
+    audit_records_are_written_with_the_posts,
+);
+
+pub(super) fn ts(s: &str) -> Timestamp {
     Timestamp::try_from(s).unwrap()
 }
 
-fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransaction {
+pub(super) fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransaction {
     let mut e = RawEngagement::default();
     for (f, v) in [
         (Field::RegisteredResidentIdentification, resident),
@@ -38,11 +126,11 @@ fn tx(resident: &str, cat: &str, mrc: Option<&str>, delete: bool) -> RawTransact
     }
 }
 
-fn update(txs: Vec<RawTransaction>) -> Vec<Transaction> {
+pub(super) fn update(txs: Vec<RawTransaction>) -> Vec<Transaction> {
     validate_update(&RulesConfig::new(OWN, "p"), Some(OWN), txs).unwrap()
 }
 
-fn query(resident: &str, cat: Option<&str>) -> FindQuery {
+pub(super) fn query(resident: &str, cat: Option<&str>) -> FindQuery {
     FindQuery {
         registered_resident_identification: resident.into(),
         service_domain: "riv:d".into(),
@@ -52,10 +140,8 @@ fn query(resident: &str, cat: Option<&str>) -> FindQuery {
     }
 }
 
-#[tokio::test]
-async fn write_find_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn write_find_and_reopen(place: Place) {
+    let store = place.open();
     let txs = update(vec![
         tx("191212121212", "a", Some("20200101000000"), false),
         tx("191212121212", "b", None, false),
@@ -67,25 +153,22 @@ async fn write_find_and_reopen() {
         .unwrap();
     assert_eq!(changes.len(), 3);
     assert_eq!(store.engagement_count(), 3);
-    let found = store.find(&query("191212121212", None)).unwrap();
+    let found = find(&store, &query("191212121212", None));
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].key.categorization(), "a");
     assert_eq!(found[0].creation_time, Some(ts("20261122100000")));
+    assert_eq!(find(&store, &query("191212121212", Some("b"))).len(), 1);
     assert_eq!(
-        store.find(&query("191212121212", Some("b"))).unwrap().len(),
-        1
-    );
-    assert_eq!(
-        store.find(&query("19121212121", None)).unwrap().len(),
+        find(&store, &query("19121212121", None)).len(),
         0,
         "no prefix bleed"
     );
     store.close();
     drop(store);
 
-    let store = open(dir.path());
+    let store = place.open();
     assert_eq!(store.engagement_count(), 3, "count survives reopen");
-    assert_eq!(store.find(&query("191212121212", None)).unwrap().len(), 2);
+    assert_eq!(find(&store, &query("191212121212", None)).len(), 2);
     let del = update(vec![tx("191212121212", "a", None, true)]);
     let changes = store
         .write(WriteOperation::Update, del, ts("20261122110000"))
@@ -96,10 +179,8 @@ async fn write_find_and_reopen() {
     store.close();
 }
 
-#[tokio::test]
-async fn identical_resend_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn identical_resend_changes_nothing(place: Place) {
+    let store = place.open();
     let t = || update(vec![tx("1", "a", Some("20200101000000"), false)]);
     store
         .write(WriteOperation::Update, t(), ts("20261122100000"))
@@ -110,7 +191,7 @@ async fn identical_resend_changes_nothing() {
         .await
         .unwrap();
     assert!(again.is_empty());
-    let e = &store.find(&query("1", None)).unwrap()[0];
+    let e = &find(&store, &query("1", None))[0];
     assert_eq!(
         (e.creation_time, e.update_time),
         (Some(ts("20261122100000")), None)
@@ -118,10 +199,8 @@ async fn identical_resend_changes_nothing() {
     store.close();
 }
 
-#[tokio::test]
-async fn notification_owner_change_keeps_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn notification_owner_change_keeps_count(place: Place) {
+    let store = place.open();
     store
         .write(
             WriteOperation::Update,
@@ -143,7 +222,7 @@ async fn notification_owner_change_keeps_count() {
         .unwrap();
     assert!(matches!(changes[0].kind, ChangeKind::OwnerChanged { .. }));
     assert_eq!(store.engagement_count(), 1);
-    let found = store.find(&query("1", None)).unwrap();
+    let found = find(&store, &query("1", None));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].key.owner(), "other");
     store.close();
@@ -203,10 +282,8 @@ async fn queue_behind_a_held_group(store: &Arc<Store>, n: usize) -> Vec<Pending>
 /// Guards group commit: the requests that queue while the writer is busy are written
 /// together, as one batch (one fsync), and none is lost. Request 0 is taken alone;
 /// the 63 queued behind it make exactly one more group.
-#[tokio::test]
-async fn requests_queued_behind_a_commit_share_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+async fn requests_queued_behind_a_commit_share_the_next_one(place: Place) {
+    let store = Arc::new(place.open());
     for r in queue_behind_a_held_group(&store, 64).await {
         assert_eq!(r.await.unwrap().len(), 2);
     }
@@ -216,19 +293,17 @@ async fn requests_queued_behind_a_commit_share_the_next_one() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(commits, 2, "1 group for request 0, 1 for the 63 behind it");
     assert_eq!(store.engagement_count(), 128);
-    assert_eq!(store.find(&query("shared", None)).unwrap().len(), 64);
+    assert_eq!(find(&store, &query("shared", None)).len(), 64);
     store.close();
 }
 
 /// Guards the failure path of a group commit: every request of the failed groups gets
 /// the error, nothing of them is written (posts, count, outbox, metrics), and the
 /// same requests succeed once the fault is cleared.
-#[tokio::test]
-async fn a_failed_group_commit_fails_every_request_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_failed_group_commit_fails_every_request_and_writes_nothing(place: Place) {
     let mut opts = StoreOptions::new(OWN);
     opts.outbox = true;
-    let store = Arc::new(Store::open(dir.path(), opts, Arc::new(Metrics::default())).unwrap());
+    let store = Arc::new(place.open_with(opts));
     store
         .write(
             WriteOperation::Update,
@@ -245,9 +320,11 @@ async fn a_failed_group_commit_fails_every_request_and_writes_nothing() {
     }
     assert_eq!(store.faults().injected(), 2, "both groups failed");
     assert_eq!(store.engagement_count(), 1);
-    assert!(store.find(&query("shared", None)).unwrap().is_empty());
+    assert!(find(&store, &query("shared", None)).is_empty());
     assert_eq!(*store.outbox_commits().borrow(), head);
-    assert!(store.read_outbox(head, 100).unwrap().is_empty());
+    assert!(blocking(|| store.read_outbox(head, 100))
+        .unwrap()
+        .is_empty());
     let m = store.metrics();
     assert_eq!(
         m.group_commits.load(std::sync::atomic::Ordering::Relaxed),
@@ -259,23 +336,21 @@ async fn a_failed_group_commit_fails_every_request_and_writes_nothing() {
         assert_eq!(request(&store, i).await.unwrap().len(), 2, "request {i}");
     }
     assert_eq!(store.engagement_count(), 17);
-    assert_eq!(store.read_outbox(head, 100).unwrap().len(), 16);
+    assert_eq!(blocking(|| store.read_outbox(head, 100)).unwrap().len(), 16);
     store.close();
     drop(store);
-    let store = open(dir.path());
+    let store = place.open();
     assert_eq!(store.engagement_count(), 17, "the stored count is exact");
-    assert_eq!(store.find(&query("shared", None)).unwrap().len(), 8);
+    assert_eq!(find(&store, &query("shared", None)).len(), 8);
     store.close();
 }
 
 /// A sync fault needs a sync: with the WAL sync off (benchmarks) it never fires, a
 /// write fault does; `UntilCleared` fails until cleared.
-#[tokio::test]
-async fn fault_points_and_their_lifetime() {
-    let dir = tempfile::tempdir().unwrap();
+async fn fault_points_and_their_lifetime(place: Place) {
     let mut opts = StoreOptions::new(OWN);
     opts.sync = false;
-    let store = Store::open(dir.path(), opts, Arc::new(Metrics::default())).unwrap();
+    let store = place.open_with(opts);
     let write = |r: &str| {
         store.write(
             WriteOperation::Update,
@@ -296,10 +371,8 @@ async fn fault_points_and_their_lifetime() {
     store.close();
 }
 
-#[tokio::test]
-async fn writes_after_close_fail_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn writes_after_close_fail_cleanly(place: Place) {
+    let store = place.open();
     store.close();
     let err = store
         .write(
@@ -392,10 +465,8 @@ fn random_tx(rng: &mut u64, owner: Option<&str>) -> RawTransaction {
     t
 }
 
-#[tokio::test]
-async fn stats_equal_the_model_after_random_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn stats_equal_the_model_after_random_writes(place: Place) {
+    let store = place.open();
     let rules = RulesConfig::new(OWN, "p");
     let (mut model, mut rng) = (Model::default(), 0x9E37_79B9_7F4A_7C15u64);
     for round in 0..200u64 {
@@ -433,7 +504,7 @@ async fn stats_equal_the_model_after_random_writes() {
     assert_eq!(sum, model.0.len() as u64);
     store.close();
     drop(store);
-    let store = open(dir.path());
+    let store = place.open();
     assert_eq!(store.stats(), model.stats(), "the counters are stored");
     store.close();
 }
@@ -467,10 +538,8 @@ async fn stats_of_an_older_directory_are_counted_at_open() {
     store.close();
 }
 
-#[tokio::test]
-async fn write_lock_refuses_writes_after_the_queue_and_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn write_lock_refuses_writes_after_the_queue_and_is_stored(place: Place) {
+    let store = place.open();
     assert!(!store.write_lock().enabled);
     let l = store.set_write_lock(true).await.unwrap();
     assert!(l.enabled && l.since_unix > 0);
@@ -488,7 +557,7 @@ async fn write_lock_refuses_writes_after_the_queue_and_is_stored() {
     assert_eq!(store.engagement_count(), 0);
     store.close();
     drop(store);
-    let store = open(dir.path());
+    let store = place.open();
     assert!(store.is_write_locked(), "the lock survives a reopen");
     assert!(!store.set_write_lock(false).await.unwrap().enabled);
     store
@@ -500,5 +569,149 @@ async fn write_lock_refuses_writes_after_the_queue_and_is_stored() {
         .await
         .unwrap();
     assert_eq!(store.engagement_count(), 1);
+    store.close();
+}
+
+/// The notifier's side of the store: outbox entries written with the posts and read
+/// in order, cursors, dead letters with their ids, subscriber records, the posts a
+/// resync walks, and the outbox's clean-up.
+async fn outbox_cursors_and_dead_letters(place: Place) {
+    let mut opts = StoreOptions::new(OWN);
+    opts.outbox = true;
+    let store = place.open_with(opts.clone());
+    let txs = update(vec![tx("1", "a", None, false), tx("2", "a", None, false)]);
+    store
+        .write(WriteOperation::Update, txs, ts("20261122100000"))
+        .await
+        .unwrap();
+    assert_eq!(*store.outbox_commits().borrow(), 2);
+    let entries = blocking(|| store.read_outbox(0, 10)).unwrap();
+    let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [0, 1]);
+    assert_eq!(
+        entries[0]
+            .1
+            .engagement
+            .key
+            .registered_resident_identification(),
+        "1"
+    );
+    assert_eq!(entries[0].1.action, crate::model::Action::Save);
+
+    blocking(|| {
+        store.write_cursors(&[("sub".into(), 1)]).unwrap();
+        assert_eq!(store.cursor("sub").unwrap(), Some(1));
+        assert_eq!(store.cursor("other").unwrap(), None);
+        assert_eq!(store.cursors().unwrap(), [("sub".to_owned(), 1)]);
+        let letter = |error: &str| DeadLetter {
+            id: 0,
+            error: error.into(),
+            entries: vec![entries[0].1.clone()],
+        };
+        assert_eq!(
+            store.advance_cursor("sub", 2, &[letter("first")]).unwrap(),
+            [0]
+        );
+        assert_eq!(store.cursor("sub").unwrap(), Some(2));
+        assert_eq!(
+            store.add_dead_letters("sub", &[letter("second")]).unwrap(),
+            [1]
+        );
+        let dead = store.dead_letters("sub").unwrap();
+        assert_eq!(dead.len(), 2);
+        assert_eq!((dead[0].id, dead[0].error.as_str()), (0, "first"));
+        assert_eq!(dead[1].entries, [entries[0].1.clone()]);
+        assert_eq!(
+            store.replace_dead_letter("sub", 0, &[]).unwrap(),
+            Vec::<u64>::new()
+        );
+        let ids: Vec<u64> = store
+            .dead_letters("sub")
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, [1]);
+        store.remove_dead_letter("sub", 1).unwrap();
+        assert!(store.dead_letters("sub").unwrap().is_empty());
+
+        store.put_subscriber_record("sub", b"{}", Some(5)).unwrap();
+        assert_eq!(store.cursor("sub").unwrap(), Some(5));
+        assert_eq!(
+            store.subscriber_records().unwrap(),
+            [("sub".to_owned(), b"{}".to_vec())]
+        );
+        store.drop_cursor("sub", b"{\"dropped\":true}").unwrap();
+        assert_eq!(store.cursor("sub").unwrap(), None);
+        assert_eq!(
+            store.subscriber_records().unwrap()[0].1,
+            b"{\"dropped\":true}"
+        );
+
+        let key = &entries[1].1.engagement.key;
+        assert_eq!(store.post(key).unwrap().unwrap().key, *key);
+        let (first, last) = store.posts_after(None, 1).unwrap();
+        assert_eq!(first.len(), 1);
+        let (rest, _) = store.posts_after(last.as_deref(), 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_ne!(rest[0].key, first[0].key);
+
+        store.collect_outbox(1).unwrap();
+        let left: Vec<u64> = store
+            .read_outbox(0, 10)
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(left, [1]);
+    });
+    store.close();
+    drop(store);
+    let store = place.open_with(opts);
+    assert_eq!(
+        *store.outbox_commits().borrow(),
+        2,
+        "the head survives a reopen"
+    );
+    store.close();
+}
+
+/// Access records of a write are stored with its posts; records appended later and
+/// the retention's purge work alike on both backends.
+async fn audit_records_are_written_with_the_posts(place: Place) {
+    let store = place.open();
+    let access = audit::Access {
+        time_ms: 2_000,
+        caller: "caller-1".into(),
+        correlation_id: "corr-1".into(),
+    };
+    store
+        .write_audited(
+            WriteOperation::Update,
+            update(vec![tx("1", "a", None, false)]),
+            ts("20261122100000"),
+            Some(access.clone()),
+        )
+        .await
+        .unwrap();
+    blocking(|| {
+        let found = store.audit("1", 0, u64::MAX, 10).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].caller.as_str(), found[0].posts), ("caller-1", 1));
+        assert_eq!(found[0].operation, "Update");
+        let older = access.record("FindContent", "1", "riv:d".into(), 3);
+        let older = audit::AuditRecord {
+            time_ms: 1_000,
+            ..older
+        };
+        store.append_audit(&[older]).unwrap();
+        let found = store.audit("1", 0, 5_000, 10).unwrap();
+        let times: Vec<u64> = found.iter().map(|r| r.time_ms).collect();
+        assert_eq!(times, [2_000, 1_000], "newest first");
+        assert!(store.audit("2", 0, 5_000, 10).unwrap().is_empty());
+        assert_eq!(store.audit("1", 1_500, 5_000, 10).unwrap().len(), 1);
+        assert_eq!(store.purge_audit(1_500).unwrap(), 1);
+        assert_eq!(store.audit("1", 0, 5_000, 10).unwrap().len(), 1);
+    });
     store.close();
 }

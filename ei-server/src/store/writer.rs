@@ -370,7 +370,7 @@ impl Writer {
             Ok(results) => {
                 self.health.commit_succeeded();
                 for (job, changes) in jobs.into_iter().zip(results) {
-                    self.count_changes(&job, &changes);
+                    count_changes(&self.metrics, &job, &changes);
                     let _ = job.reply.send(Ok((changes, job.transactions)));
                 }
             }
@@ -473,32 +473,33 @@ impl Writer {
             .group_commit(requests, entries.saturating_sub(1));
         Ok(())
     }
-
-    fn count_changes(&self, job: &WriteJob, changes: &[Change]) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let m = &self.metrics;
-        for c in changes {
-            match c.kind {
-                ChangeKind::Inserted => m.inserted.fetch_add(1, Relaxed),
-                ChangeKind::Deleted => m.deleted.fetch_add(1, Relaxed),
-                ChangeKind::ContentChanged | ChangeKind::TimesChanged => {
-                    m.updated.fetch_add(1, Relaxed)
-                }
-                ChangeKind::OwnerChanged { .. } => m.owner_changed.fetch_add(1, Relaxed),
-            };
-        }
-        let unchanged = job.transactions.len().saturating_sub(changes.len());
-        m.unchanged.fetch_add(unchanged as u64, Relaxed);
-        let _enter = job.span.enter();
-        tracing::debug!(
-            transactions = job.transactions.len(),
-            changes = changes.len(),
-            "request committed"
-        );
-    }
 }
 
-fn count_delta(c: &Change) -> i64 {
+/// Counts a committed request's changes in the metrics (both backends' writers).
+pub(super) fn count_changes(m: &Metrics, job: &WriteJob, changes: &[Change]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for c in changes {
+        match c.kind {
+            ChangeKind::Inserted => m.inserted.fetch_add(1, Relaxed),
+            ChangeKind::Deleted => m.deleted.fetch_add(1, Relaxed),
+            ChangeKind::ContentChanged | ChangeKind::TimesChanged => {
+                m.updated.fetch_add(1, Relaxed)
+            }
+            ChangeKind::OwnerChanged { .. } => m.owner_changed.fetch_add(1, Relaxed),
+        };
+    }
+    let unchanged = job.transactions.len().saturating_sub(changes.len());
+    m.unchanged.fetch_add(unchanged as u64, Relaxed);
+    let _enter = job.span.enter();
+    tracing::debug!(
+        transactions = job.transactions.len(),
+        changes = changes.len(),
+        "request committed"
+    );
+}
+
+/// A change's effect on the number of posts.
+pub(super) fn count_delta(c: &Change) -> i64 {
     match c.kind {
         ChangeKind::Inserted => 1,
         ChangeKind::Deleted => -1,

@@ -1,7 +1,10 @@
 //! Property test: random Update / ProcessNotification / FindContent sequences run
-//! through the real rules, apply logic and RocksDB store, and through a simple
-//! in-memory model written from the contract text; both must give the same results.
+//! through the real rules, apply logic and store, and through a simple in-memory
+//! model written from the contract text; both must give the same results. Run on
+//! both backends: RocksDB in a temp dir, and PostgreSQL (a fresh database per case
+//! on `EI_TEST_PG`'s server; skipped with a message when it is unset).
 
+use ei_server::harness::TestDatabase;
 use ei_server::metrics::Metrics;
 use ei_server::model::{Engagement, Field, FindQuery, RawEngagement, RawTransaction, Timestamp};
 use ei_server::operation::WriteOperation;
@@ -238,18 +241,37 @@ fn has_duplicate_keys(txs: &[Tx], update: bool) -> bool {
     })
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Which backend a case runs on.
+#[derive(Clone, Copy)]
+enum Backend {
+    RocksDb,
+    Postgres,
+}
+
+/// A store for one case, with what must live as long as it.
+fn open(backend: Backend) -> (Store, tempfile::TempDir, Option<TestDatabase>) {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    match backend {
+        Backend::RocksDb => {
+            let store = Store::open(dir.path(), StoreOptions::new(OWN), metrics).unwrap();
+            (store, dir, None)
+        }
+        Backend::Postgres => {
+            let db = TestDatabase::create("model").expect("checked by the caller");
+            let store = Store::open_postgres(db.url(), dir.path(), StoreOptions::new(OWN), metrics)
+                .unwrap();
+            (store, dir, Some(db))
+        }
+    }
+}
+
+fn run(ops: Vec<Op>, backend: Backend) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        StoreOptions::new(OWN),
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let (store, _dir, _db) = open(backend);
     let cfg = RulesConfig::new(OWN, "platform");
     let mut model = Model::default();
     for (step, op) in ops.into_iter().enumerate() {
@@ -314,6 +336,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
     fn store_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        run(ops)?;
+        run(ops, Backend::RocksDb)?;
+    }
+
+    #[test]
+    fn postgres_store_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        if std::env::var_os("EI_TEST_PG").is_some_and(|v| !v.is_empty()) {
+            run(ops, Backend::Postgres)?;
+        } else {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("skipped on PostgreSQL (model): EI_TEST_PG is not set"));
+        }
     }
 }

@@ -1,0 +1,140 @@
+//! A small, bounded pool of synchronous PostgreSQL connections for the store's
+//! blocking reads, each with its own cache of prepared statements.
+//!
+//! A connection that fails is dropped, not returned, and the next caller opens a
+//! fresh one: with a multi-host URL and `target_session_attrs=read-write` that is a
+//! connection to whichever host is the primary now, which is how the store follows
+//! a failover. At most [`Pool::max`] connections exist; a caller waits up to
+//! [`WAIT`] for one, then gets [`StoreError::Busy`].
+
+use super::super::StoreError;
+use postgres::{Client, NoTls, Statement};
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// How long a caller waits for a free connection.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One connection and the statements prepared on it.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// Opens a connection.
+    pub(crate) fn open(config: &postgres::Config) -> Result<Conn, StoreError> {
+        Ok(Conn {
+            client: config.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// `sql` prepared on this connection (once).
+    pub(crate) fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+struct Slots {
+    idle: Vec<Conn>,
+    /// Connections open (idle or lent).
+    open: usize,
+}
+
+pub(crate) struct Pool {
+    config: postgres::Config,
+    max: usize,
+    slots: Mutex<Slots>,
+    freed: Condvar,
+}
+
+impl Pool {
+    pub(crate) fn new(config: postgres::Config, max: usize) -> Pool {
+        Pool {
+            config,
+            max: max.max(1),
+            slots: Mutex::new(Slots {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` on a pooled connection. The connection goes back to the pool when
+    /// `f` succeeded; after an error it is dropped (it may be to a server that went
+    /// away or is now a standby) and the next caller opens a new one.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.take()?;
+        let result = f(&mut conn);
+        self.give_back(conn, result.is_ok());
+        result
+    }
+
+    fn take(&self) -> Result<Conn, StoreError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            while let Some(c) = slots.idle.pop() {
+                if !c.client.is_closed() {
+                    return Ok(c);
+                }
+                slots.open -= 1;
+                close(c);
+            }
+            if slots.open < self.max {
+                slots.open += 1;
+                drop(slots);
+                return Conn::open(&self.config).inspect_err(|_| {
+                    self.slots.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                    self.freed.notify_one();
+                });
+            }
+            let (s, timeout) = self
+                .freed
+                .wait_timeout(slots, WAIT)
+                .unwrap_or_else(|e| e.into_inner());
+            slots = s;
+            if timeout.timed_out() && slots.idle.is_empty() && slots.open >= self.max {
+                return Err(StoreError::Busy);
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Conn, healthy: bool) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if !healthy || conn.client.is_closed() {
+            slots.open -= 1;
+            close(conn);
+        } else {
+            slots.idle.push(conn);
+        }
+        self.freed.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let slots = self.slots.get_mut().unwrap_or_else(|e| e.into_inner());
+        for c in slots.idle.drain(..) {
+            close(c);
+        }
+    }
+}
+
+/// Drops a connection on a thread of its own: the client's drop blocks on its
+/// connection's runtime, which must not happen on an async executor's thread.
+pub(crate) fn close(conn: Conn) {
+    let _ = std::thread::Builder::new()
+        .name("ei-pg-close".into())
+        .spawn(move || drop(conn));
+}
