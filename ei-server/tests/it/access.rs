@@ -187,6 +187,18 @@ async fn the_mtls_matrix_decides_who_may_look_up() {
 
     assert_eq!(counted(&s, "FindContent", "forbidden"), 3);
     assert_eq!(counted(&s, "FindContent", "OK"), 2);
+    let status: serde_json::Value = as_caller(&p, "SE-READER")
+        .get(s.url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["config"]["access"]["find_content"],
+        serde_json::json!(["SE-READER", "SE-WRITER"])
+    );
     s.stop().await.unwrap();
 }
 
@@ -268,6 +280,26 @@ async fn a_producer_cannot_write_or_delete_another_producers_posts() {
         a.body
     );
     assert_eq!(s.store().engagement_count(), before, "nothing written");
+    // Through the platform, the original consumer's list applies.
+    let platform = as_caller(&p, "SE-PLATFORM");
+    let delete = update_body("5565594230", &[(RESIDENT, "voo", None)], true);
+    let a = call(
+        &platform,
+        &s,
+        UPDATE,
+        delete,
+        &[(CONSUMER, "SE-OTHER-WRITER")],
+    )
+    .await
+    .unwrap();
+    assert!(
+        fault(&a)
+            .1
+            .contains("Caller SE-OTHER-WRITER is not authorized to write posts of sourceSystem"),
+        "{}",
+        a.body
+    );
+    assert_eq!(s.store().engagement_count(), before, "nothing deleted");
     // Its own source system is fine.
     let mine = update_body("5565594230", &[(RESIDENT, "own", None)], false)
         .replace(&tag(SOURCE), &tag("SE-OTHER-SOURCE"));
@@ -280,15 +312,23 @@ async fn a_producer_cannot_write_or_delete_another_producers_posts() {
         .unwrap();
     assert_eq!(engagements(&a.body).len(), 2);
 
-    assert_eq!(counted(&s, "Update", "forbidden"), 2);
+    assert_eq!(counted(&s, "Update", "forbidden"), 3);
     s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_access_log_names_the_certificates_hsa_id_not_what_the_headers_claim() {
     let p = pki();
-    // No [access] table: anyone with a certificate of the CA may call.
-    let s = serve(&p, AccessConfig::default()).await;
+    // No allow lists: anyone with a certificate of the CA may call; the platform may
+    // name the original consumer.
+    let s = serve(
+        &p,
+        AccessConfig {
+            platform: vec!["SE-PLATFORM".into()],
+            ..AccessConfig::default()
+        },
+    )
+    .await;
     let reader = as_caller(&p, "SE-READER");
     let a = call(&reader, &s, UPDATE, one_post(), &[]).await.unwrap();
     assert_eq!(a.status, 200, "{}", a.body);
@@ -296,6 +336,18 @@ async fn the_access_log_names_the_certificates_hsa_id_not_what_the_headers_claim
     let a = call(&reader, &s, FIND, find_body(RESIDENT, DOMAIN, ""), &lying)
         .await
         .unwrap();
+    assert_eq!(engagements(&a.body).len(), 1);
+    let platform = as_caller(&p, "SE-PLATFORM");
+    let forwarded = [(CONSUMER, "SE-CONSUMER")];
+    let a = call(
+        &platform,
+        &s,
+        FIND,
+        find_body(RESIDENT, DOMAIN, ""),
+        &forwarded,
+    )
+    .await
+    .unwrap();
     assert_eq!(engagements(&a.body).len(), 1);
 
     let status: serde_json::Value = reader
@@ -314,7 +366,7 @@ async fn the_access_log_names_the_certificates_hsa_id_not_what_the_headers_claim
     for _ in 0..500 {
         let v = get_json(&plain, &url).await;
         records = v["records"].as_array().unwrap().clone();
-        if records.len() >= 2 {
+        if records.len() >= 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -330,8 +382,12 @@ async fn the_access_log_names_the_certificates_hsa_id_not_what_the_headers_claim
         .collect();
     assert_eq!(
         who,
-        [("FindContent", "SE-READER"), ("Update", "SE-READER")],
-        "newest first, both by the certificate's HSA-id"
+        [
+            ("FindContent", "SE-CONSUMER"),
+            ("FindContent", "SE-READER"),
+            ("Update", "SE-READER")
+        ],
+        "newest first: the certificate's HSA-id, or the consumer the platform names"
     );
     s.stop().await.unwrap();
 }
