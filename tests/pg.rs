@@ -260,17 +260,30 @@ impl Cluster {
         wait_until("the killed postmaster to be gone", || !alive(pid));
     }
 
-    /// `pg_ctl promote`: the standby becomes a primary; waits until it is one.
+    /// `pg_ctl promote`: the standby becomes a primary; waits until it takes writes.
     pub fn promote(&self) {
         let mut c = as_owner(&self.bin.join("pg_ctl"));
-        c.arg("-D")
-            .arg(self.data())
-            .args(["-w", "-t", "120", "promote"]);
-        run(c, "pg_ctl promote");
-        wait_until("the promoted standby to accept writes", || {
-            self.try_psql("postgres", "select pg_is_in_recovery()")
-                .is_ok_and(|r| r.trim() == "f")
-        });
+        c.arg("-D").arg(self.data()).args(["-W", "promote"]);
+        let out = c.stdin(Stdio::null()).output().expect("pg_ctl promote");
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        let end = Instant::now() + Duration::from_secs(120);
+        while !self
+            .try_psql("postgres", "select pg_is_in_recovery()")
+            .is_ok_and(|r| r.trim() == "f")
+        {
+            assert!(
+                Instant::now() < end,
+                "the promoted standby does not take writes; server log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `pg_ctl stop` in `mode` (`fast`, `immediate`); no error when it is not running.

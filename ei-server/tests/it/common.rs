@@ -5,7 +5,8 @@
 
 use ei_server::config::Config;
 pub use ei_server::harness::Harness;
-use ei_server::harness::{DataDir, Options};
+use ei_server::harness::{DataDir, Options, TestDatabase};
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 pub const SAMPLE_1: &str = include_str!(concat!(
@@ -32,11 +33,50 @@ pub fn test_config(adjust: impl FnOnce(&mut Config)) -> Config {
     config
 }
 
-/// The server in-process on a fresh temporary directory.
+/// The server in-process on a fresh temporary directory (and, inside
+/// [`on_postgres`], on a fresh PostgreSQL database).
 pub async fn start(adjust: impl FnOnce(&mut Config)) -> Harness {
-    Harness::start(test_config(adjust), Options::default())
-        .await
-        .unwrap()
+    let mut config = test_config(adjust);
+    postgres_if_asked(&mut config);
+    Harness::start(config, Options::default()).await.unwrap()
+}
+
+thread_local! {
+    /// Inside [`on_postgres`]: the test's label and the databases [`start`] created
+    /// for it, dropped when the test has returned.
+    static ON_POSTGRES: RefCell<Option<(String, Vec<TestDatabase>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `test` (a `#[tokio::test]` function of this crate, which builds its runtime
+/// on this thread) with every server it starts through [`start`] on a fresh database
+/// of `EI_TEST_PG`'s server instead of RocksDB: the same test, the other backend.
+/// Skips with a message when `EI_TEST_PG` is unset.
+pub fn on_postgres(label: &str, test: fn()) {
+    if std::env::var_os("EI_TEST_PG").is_none_or(|v| v.is_empty()) {
+        eprintln!("skipped on PostgreSQL ({label}): EI_TEST_PG is not set");
+        return;
+    }
+    ON_POSTGRES.with(|on| *on.borrow_mut() = Some((label.to_owned(), Vec::new())));
+    test();
+    // The servers have stopped; their databases go (also if the test panicked: then
+    // with the thread's locals).
+    let (_, databases) = ON_POSTGRES.with(|on| on.borrow_mut().take()).unwrap();
+    assert!(
+        !databases.is_empty(),
+        "{label} started no server through common::start, so ran on nothing new"
+    );
+    drop(databases);
+}
+
+/// Inside [`on_postgres`]: points `config` at a fresh database.
+fn postgres_if_asked(config: &mut Config) {
+    ON_POSTGRES.with(|on| {
+        if let Some((label, databases)) = on.borrow_mut().as_mut() {
+            let db = TestDatabase::create(label).expect("on_postgres checked EI_TEST_PG");
+            config.store = db.url().to_owned();
+            databases.push(db);
+        }
+    });
 }
 
 /// The server in-process on `data_dir` (kept after the stop).

@@ -8,7 +8,7 @@ use ei_server::model::Field;
 const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
 
 #[tokio::test]
-async fn update_then_find_content_with_the_platform_samples() {
+pub(crate) async fn update_then_find_content_with_the_platform_samples() {
     let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let a = post(
@@ -50,7 +50,7 @@ async fn update_then_find_content_with_the_platform_samples() {
 }
 
 #[tokio::test]
-async fn full_1000_post_sample_and_filters() {
+pub(crate) async fn full_1000_post_sample_and_filters() {
     let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let a = post(&c, &s.url(UPDATE), fill(SAMPLE_1000, "19121212"), Some("c")).await;
@@ -131,7 +131,7 @@ async fn full_1000_post_sample_and_filters() {
 }
 
 #[tokio::test]
-async fn update_lifecycle_over_http() {
+pub(crate) async fn update_lifecycle_over_http() {
     let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let find_url = s.url(FIND);
@@ -183,7 +183,7 @@ async fn update_lifecycle_over_http() {
 }
 
 #[tokio::test]
-async fn every_fault_over_http() {
+pub(crate) async fn every_fault_over_http() {
     let s = start(|c| c.max_body_bytes = 2_000_000).await;
     let c = reqwest::Client::new();
     let ok_post = [("191212121212", "voo", None)];
@@ -258,7 +258,7 @@ async fn every_fault_over_http() {
 }
 
 #[tokio::test]
-async fn result_code_mode_answers_logical_errors_with_error() {
+pub(crate) async fn result_code_mode_answers_logical_errors_with_error() {
     let s = start(|c| c.error_mode = ErrorMode::ResultCode).await;
     let c = reqwest::Client::new();
     let a = post(
@@ -293,7 +293,7 @@ async fn result_code_mode_answers_logical_errors_with_error() {
 }
 
 #[tokio::test]
-async fn logical_address_check_can_be_turned_off_and_alternative_id_accepted() {
+pub(crate) async fn logical_address_check_can_be_turned_off_and_alternative_id_accepted() {
     let s = start(|c| {
         c.hsa_id = "own".into();
         c.alternative_hsa_id = Some("5565594230".into());
@@ -316,7 +316,7 @@ async fn logical_address_check_can_be_turned_off_and_alternative_id_accepted() {
 }
 
 #[tokio::test]
-async fn process_notification_stores_foreign_posts_and_drops_own() {
+pub(crate) async fn process_notification_stores_foreign_posts_and_drops_own() {
     let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let body = |owner: &str| {
@@ -354,7 +354,7 @@ async fn process_notification_stores_foreign_posts_and_drops_own() {
 }
 
 #[tokio::test]
-async fn wsdl_xsd_and_operations_endpoints() {
+pub(crate) async fn wsdl_xsd_and_operations_endpoints() {
     let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     for path in [UPDATE, NOTIFY, FIND] {
@@ -395,7 +395,7 @@ async fn wsdl_xsd_and_operations_endpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_clients_on_overlapping_keys() {
+pub(crate) async fn concurrent_clients_on_overlapping_keys() {
     let s = start(|_| {}).await;
     let c = reqwest::Client::new();
     let shared: Vec<String> = (0..20).map(|i| format!("cat-{i}")).collect();

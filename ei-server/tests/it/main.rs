@@ -11,6 +11,7 @@ mod fuzz_samples;
 mod http;
 mod model;
 mod notify;
+mod on_postgres;
 mod ops;
 mod pki;
 mod service;

@@ -120,7 +120,7 @@ fn keys(txs: &[ei_server::model::RawTransaction]) -> Vec<(String, Option<String>
 }
 
 #[tokio::test]
-async fn filters_order_and_only_effective_changes() {
+pub(crate) async fn filters_order_and_only_effective_changes() {
     let all = Recorder::start(Mode::Ok).await;
     let voo = Recorder::start(Mode::Ok).await;
     let filtered = vec![FilterConfig {
@@ -223,7 +223,7 @@ async fn filters_order_and_only_effective_changes() {
 }
 
 #[tokio::test]
-async fn changes_to_one_key_arrive_in_order() {
+pub(crate) async fn changes_to_one_key_arrive_in_order() {
     let (r, s) = one_subscriber(Mode::Ok, |_| {}).await;
     let c = reqwest::Client::new();
     let values: Vec<String> = (1..=30).map(|i| format!("202001{:02}000000", i)).collect();
@@ -264,7 +264,7 @@ async fn changes_to_one_key_arrive_in_order() {
 }
 
 #[tokio::test]
-async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
+pub(crate) async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
     let (down, up, s) = down_and_up(|c| {
         c.notifications.max_attempts = 1000;
     })
@@ -315,7 +315,7 @@ async fn a_down_subscriber_catches_up_and_holds_back_nobody() {
 }
 
 #[tokio::test]
-async fn dead_letters_after_the_last_attempt_and_replay() {
+pub(crate) async fn dead_letters_after_the_last_attempt_and_replay() {
     let (r, s) = one_subscriber(Mode::Fault, |c| {
         c.notifications.max_attempts = 3;
     })
@@ -371,7 +371,8 @@ async fn dead_letters_after_the_last_attempt_and_replay() {
 }
 
 #[tokio::test]
-async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_enforced() {
+pub(crate) async fn result_code_error_becomes_a_dead_letter_not_retried_and_admin_token_is_enforced(
+) {
     let (r, s) = one_subscriber(Mode::ResultError, |c| {
         c.notifications.admin_token = Some("sesame".into());
     })
@@ -573,7 +574,7 @@ fn final_state(r: &Recorder) -> std::collections::BTreeMap<String, Option<String
 }
 
 #[tokio::test]
-async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
+pub(crate) async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
     let (r, s) = one_subscriber(Mode::Ok, |_| {}).await;
     let c = reqwest::Client::new();
     for i in 0..20 {
@@ -600,7 +601,7 @@ async fn an_idle_index_does_no_fsync_and_cursor_writes_are_batched() {
 }
 
 #[tokio::test]
-async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delivered() {
+pub(crate) async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delivered() {
     let (r, s) = one_subscriber(Mode::RefuseBad, |_| {}).await;
     let c = reqwest::Client::new();
     let cats: Vec<String> = (0..10)
@@ -661,7 +662,7 @@ async fn refused_transactions_are_isolated_into_dead_letters_and_the_rest_delive
 }
 
 #[tokio::test]
-async fn replay_sends_the_current_state_of_the_keys() {
+pub(crate) async fn replay_sends_the_current_state_of_the_keys() {
     let (r, s) = one_subscriber(Mode::Fault, |c| {
         c.notifications.max_attempts = 1;
     })
@@ -711,7 +712,7 @@ async fn replay_sends_the_current_state_of_the_keys() {
 }
 
 #[tokio::test]
-async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
+pub(crate) async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
     let (down, up, s) = down_and_up(|c| {
         c.notifications.max_attempts = 100_000;
         c.notifications.max_backlog_entries = 5;
@@ -777,7 +778,7 @@ async fn an_over_budget_subscriber_is_parked_and_a_resync_brings_it_back() {
 }
 
 #[tokio::test]
-async fn lag_is_alertable_per_subscriber() {
+pub(crate) async fn lag_is_alertable_per_subscriber() {
     let (r, s) = one_subscriber(Mode::Fault, |c| {
         c.notifications.max_attempts = 100_000;
     })
@@ -922,7 +923,7 @@ async fn an_absent_subscriber_keeps_its_backlog_and_suspect_answers_are_not_obey
 }
 
 #[tokio::test]
-async fn after_the_grace_period_the_drop_is_explicit() {
+pub(crate) async fn after_the_grace_period_the_drop_is_explicit() {
     let r = Recorder::start(Mode::Ok).await;
     let reg = Registry::start(Some(vec!["SE-REG"])).await;
     let (reg_url, pn) = (reg.url.clone(), r.url.clone());
@@ -1069,7 +1070,7 @@ async fn tls_front(server: tokio_rustls::rustls::ServerConfig, upstream: String)
 }
 
 #[tokio::test]
-async fn https_delivery_with_a_client_certificate() {
+pub(crate) async fn https_delivery_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let r = Recorder::start(Mode::Ok).await;
@@ -1113,7 +1114,7 @@ async fn https_delivery_with_a_client_certificate() {
 }
 
 #[tokio::test]
-async fn a_redirect_is_not_followed() {
+pub(crate) async fn a_redirect_is_not_followed() {
     let r = Recorder::start(Mode::Ok).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let redirect = format!("http://{}/pn", listener.local_addr().unwrap());
