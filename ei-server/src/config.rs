@@ -586,7 +586,8 @@ pub enum ConfigError {
 // flattens these into the `ei-server` command beside its subcommands.
 #[derive(Debug, Default, clap::Parser)]
 pub struct Args {
-    /// TOML configuration file.
+    /// TOML configuration file; with TLS, SIGHUP rereads its [access] table (and the
+    /// TLS files).
     #[arg(long, env = "EI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on for the services and the operations endpoints
