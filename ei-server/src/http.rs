@@ -292,7 +292,7 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
             "max_body_bytes": c.max_body_bytes,
             "wal_sync": c.wal_sync,
             "max_group_requests": c.max_group_requests,
-            "access": c.access,
+            "access": *state.service.access(),
         }
     });
     (
@@ -323,7 +323,7 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         ("ei_engagements", "Posts in the index.", gauges.0 as f64),
         (
             "ei_store_bytes",
-            "Bytes of the data directory on disk.",
+            "Bytes of the data directory on disk (PostgreSQL: the index's tables and indexes).",
             gauges.1 as f64,
         ),
         (
@@ -348,7 +348,7 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         ),
         (
             "ei_store_recoveries",
-            "Times the store was reopened after a failed write.",
+            "Times the store was reopened after a failed write (PostgreSQL: reachable again after a failure).",
             state.service.store().health().recoveries() as f64,
         ),
     ]);

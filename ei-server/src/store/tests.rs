@@ -97,6 +97,7 @@ on_both!(
     write_lock_refuses_writes_after_the_queue_and_is_stored,
     outbox_cursors_and_dead_letters,
     audit_records_are_written_with_the_posts,
+    requests_in_one_group_see_each_others_writes,
 );
 
 pub(super) fn ts(s: &str) -> Timestamp {
@@ -713,5 +714,54 @@ async fn audit_records_are_written_with_the_posts(place: Place) {
         assert_eq!(store.purge_audit(1_500).unwrap(), 1);
         assert_eq!(store.audit("1", 0, 5_000, 10).unwrap().len(), 1);
     });
+    store.close();
+}
+
+/// Guards the group's view: requests committed together on one key see each other's
+/// writes in arrival order (insert, change, delete, insert again), as if committed
+/// one by one; the count and the stored post are the last request's.
+async fn requests_in_one_group_see_each_others_writes(place: Place) {
+    let store = Arc::new(place.open());
+    let hold = store.faults().hold_writer();
+    let steps = [
+        (Some("20200101000000"), false),
+        (Some("20210101000000"), false),
+        (None, true),
+        (Some("20220101000000"), false),
+    ];
+    let mut pending = Vec::new();
+    for (i, (mrc, delete)) in steps.into_iter().enumerate() {
+        let store = store.clone();
+        let mut p: Pending = Box::pin(async move {
+            let txs = update(vec![tx("same", "a", mrc, delete)]);
+            store
+                .write(WriteOperation::Update, txs, ts("20261122100000"))
+                .await
+        });
+        poll_once(&mut p).await;
+        if i == 0 {
+            assert!(hold.wait_until_held(std::time::Duration::from_secs(30)));
+        }
+        pending.push(p);
+    }
+    assert_eq!(store.queue_depth(), 3, "three queued behind the first");
+    hold.release();
+    let mut kinds = Vec::new();
+    for p in pending {
+        kinds.extend(p.await.unwrap().into_iter().map(|c| c.kind));
+    }
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::Inserted,
+            ChangeKind::ContentChanged,
+            ChangeKind::Deleted,
+            ChangeKind::Inserted
+        ]
+    );
+    assert_eq!(store.engagement_count(), 1);
+    let found = find(&store, &query("same", None));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].most_recent_content, Some(ts("20220101000000")));
     store.close();
 }

@@ -23,10 +23,18 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Opens a connection.
+    /// Opens a connection. Its statements are planned at every execution
+    /// (`plan_cache_mode = force_custom_plan`): a generic plan made while the table
+    /// was small (a sequential scan and hash join for the writer's key lists) would
+    /// otherwise stay in use as the table grows and slow every write down.
     pub(crate) fn open(config: &postgres::Config) -> Result<Conn, StoreError> {
+        let mut client = config.connect(NoTls)?;
+        if let Err(e) = client.batch_execute("SET plan_cache_mode = force_custom_plan") {
+            // PostgreSQL before 12 and some derivatives lack the setting.
+            tracing::warn!(error = %e, "plan_cache_mode is not available; keeping generic plans");
+        }
         Ok(Conn {
-            client: config.connect(NoTls)?,
+            client,
             statements: HashMap::new(),
         })
     }

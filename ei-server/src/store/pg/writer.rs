@@ -1,6 +1,6 @@
 //! The PostgreSQL writer thread: takes queued requests in groups (as RocksDB's
 //! writer does), applies a group with the shared [`apply`] code against the rows it
-//! read in one transaction, writes posts, counters, outbox and access records in
+//! read (one statement for the group) in one transaction, writes posts, counters, outbox and access records in
 //! that transaction, commits, and only then answers the group's requests.
 //!
 //! The transaction starts by locking the counter row (see [`super::schema`]): the
@@ -301,16 +301,17 @@ impl PgWriter {
         let mut audit = Vec::new();
         let mut seq = meta.next_seq;
         let committed_ms = outbox::unix_ms();
+        // One read for the whole group, before any request is applied: the view
+        // then holds the stored state, and each request's writes on top of it.
+        prefetch(
+            &mut tx,
+            &st.read_posts,
+            &mut view,
+            jobs,
+            &self.options.own_hsa_id,
+        )?;
         for job in jobs.iter_mut() {
             let _enter = job.span.enter();
-            job.read_keys.clear();
-            prefetch(
-                &mut tx,
-                &st.read_posts,
-                &mut view,
-                job,
-                &self.options.own_hsa_id,
-            )?;
             let out = apply(
                 job.service,
                 &self.options.own_hsa_id,
@@ -465,13 +466,13 @@ fn meta_of(row: &postgres::Row) -> Meta {
     }
 }
 
-/// Reads the posts a request will look at that the group has not seen yet: its
-/// keys and, for ProcessNotification, the same keys owned by this index.
+/// Reads the posts the group's requests will look at, in one statement: their keys
+/// and, for ProcessNotification, the same keys owned by this index.
 fn prefetch(
     tx: &mut postgres::Transaction<'_>,
     read_posts: &Statement,
     view: &mut GroupView,
-    job: &WriteJob,
+    jobs: &[WriteJob],
     own: &str,
 ) -> Result<(), StoreError> {
     let mut residents = Vec::new();
@@ -488,10 +489,12 @@ fn prefetch(
             keys.push(k.1);
         }
     };
-    for t in &job.transactions {
-        want(&t.engagement.key);
-        if job.service == WriteOperation::ProcessNotification {
-            want(&t.engagement.key.with_owner(own));
+    for job in jobs {
+        for t in &job.transactions {
+            want(&t.engagement.key);
+            if job.service == WriteOperation::ProcessNotification {
+                want(&t.engagement.key.with_owner(own));
+            }
         }
     }
     if keys.is_empty() {
