@@ -336,6 +336,19 @@ impl Store {
         })
     }
 
+    /// Without the `postgres` feature: refuses, saying so.
+    #[cfg(not(feature = "postgres"))]
+    pub fn open_postgres(
+        _url: &str,
+        _data_dir: &Path,
+        _options: StoreOptions,
+        _metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        Err(StoreError::Config(
+            "this build has no PostgreSQL support (cargo feature `postgres`)".into(),
+        ))
+    }
+
     /// The PostgreSQL side, when the store runs on PostgreSQL.
     #[cfg(feature = "postgres")]
     fn pg(&self) -> Option<&pg::Pg> {
