@@ -496,6 +496,19 @@ fn read_initial(client: &mut postgres::Client) -> Result<Initial, StoreError> {
         "SELECT engagement_count, next_seq, write_lock, write_lock_since FROM ei_meta WHERE id = 1",
         &[],
     )?;
+    Ok(Initial {
+        count: meta.get::<_, i64>(0) as u64,
+        next_seq: meta.get::<_, i64>(1) as u64,
+        lock: WriteLock {
+            enabled: meta.get(2),
+            since_unix: meta.get::<_, i64>(3) as u64,
+        },
+        stats: read_stats(client)?,
+    })
+}
+
+/// The statistics counters as stored.
+fn read_stats(client: &mut postgres::Client) -> Result<PostStats, StoreError> {
     let mut stats = PostStats::default();
     for row in client.query(
         "SELECT field, value, posts FROM ei_stats WHERE posts > 0",
@@ -511,15 +524,7 @@ fn read_initial(client: &mut postgres::Client) -> Result<Initial, StoreError> {
             .or_default()
             .insert(row.get(1), n as u64);
     }
-    Ok(Initial {
-        count: meta.get::<_, i64>(0) as u64,
-        next_seq: meta.get::<_, i64>(1) as u64,
-        lock: WriteLock {
-            enabled: meta.get(2),
-            since_unix: meta.get::<_, i64>(3) as u64,
-        },
-        stats,
-    })
+    Ok(stats)
 }
 
 #[cfg(test)]
