@@ -3,11 +3,11 @@
 //! automatic failover.
 //!
 //! Writes go through the same queue and group-commit shape as RocksDB's: one writer
-//! thread ([`writer`]) takes the waiting requests and applies them with the shared
+//! thread (`writer`) takes the waiting requests and applies them with the shared
 //! pure [`crate::apply`] code against a [`crate::apply::View`] over rows it read in
 //! **one** transaction, which it commits before answering any of them. Reads and the
 //! notifier's outbox, cursor and dead-letter calls run on the caller's (blocking)
-//! thread with a connection from a small pool ([`pool`]). The schema and why the
+//! thread with a connection from a small pool (`pool`). The schema and why the
 //! counter row gives commit order are in [`schema`].
 //!
 //! The client is the synchronous `postgres` crate: every call blocks, so none runs on
