@@ -80,6 +80,13 @@ fn present(h: Option<&str>) -> Option<&str> {
     h.map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// A name taken from a header as the logs and the access log keep it: capped and
+/// escaped like all echoed input ([`crate::rules::echo`]), so a header can neither
+/// forge a log line nor make every access record it writes large.
+fn from_header(h: &str) -> String {
+    crate::rules::echo(h).into_owned()
+}
+
 /// What a request tells about its caller.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Presented<'a> {
@@ -99,7 +106,7 @@ pub struct Presented<'a> {
 pub fn identify(platform: &[String], p: Presented<'_>) -> Identity {
     if !p.client_certificates {
         return match present(p.original_consumer).or(present(p.sender)) {
-            Some(name) => Identity::Claimed(name.to_owned()),
+            Some(name) => Identity::Claimed(from_header(name)),
             None => Identity::Anonymous,
         };
     }
@@ -108,7 +115,7 @@ pub fn identify(platform: &[String], p: Presented<'_>) -> Identity {
     };
     match present(p.original_consumer) {
         Some(consumer) if platform.iter().any(|id| id == cert) => Identity::Verified {
-            hsa_id: consumer.to_owned(),
+            hsa_id: from_header(consumer),
             via: Some(cert.to_owned()),
         },
         _ => Identity::Verified {
@@ -312,6 +319,12 @@ mod tests {
             Identity::Claimed("SE2".into())
         );
         assert_eq!(identify(&[], plain(None, None)).name(), "anonymous");
+        // Capped and escaped: a header can neither forge a log line nor bloat a record.
+        let long = "x".repeat(5000);
+        let id = identify(&[], plain(Some(&long), None));
+        assert_eq!(id.name().chars().count(), crate::rules::MAX_ECHO + 1);
+        let id = identify(&[], plain(Some("SE1\nforged"), None));
+        assert_eq!(id.name(), "SE1\\u{a}forged");
         // A claim never passes an allow list, even one naming it.
         assert!(cfg()
             .check_service(&Identity::Claimed("A".into()), Operation::Update)

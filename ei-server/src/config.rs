@@ -90,6 +90,10 @@ pub struct Config {
     /// table; needs `tls_client_ca`). Default: no checks.
     #[serde(skip_serializing_if = "crate::access::AccessConfig::is_unset")]
     pub access: crate::access::AccessConfig,
+    /// The file this configuration was read from (`--config`): SIGHUP rereads its
+    /// `[access]` table. Not a key.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Subscribers and delivery of ProcessNotification (the `[notifications]` table).
     pub notifications: NotificationConfig,
 }
@@ -335,6 +339,7 @@ impl Default for Config {
             audit: true,
             audit_retention_days: 730,
             access: crate::access::AccessConfig::default(),
+            config_file: None,
             notifications: NotificationConfig::default(),
         }
     }
@@ -403,10 +408,23 @@ impl Config {
             Some(p) => Config::from_file(p)?,
             None => Config::default(),
         };
+        c.config_file = args.config.clone();
         args.apply(&mut c);
         c.read_admin_token()?;
         c.check()?;
         Ok(c)
+    }
+
+    /// The `[access]` table of `config_file` as it is now, checked like at start (for
+    /// the SIGHUP reload); `None` when the configuration came from no file.
+    pub fn reread_access(&self) -> Option<Result<crate::access::AccessConfig, ConfigError>> {
+        let path = self.config_file.as_ref()?;
+        Some(Config::from_file(path).and_then(|file| {
+            file.access
+                .check(self.tls_client_ca.is_some())
+                .map_err(ConfigError::Invalid)?;
+            Ok(file.access)
+        }))
     }
 
     /// Reads `admin_token_file` (its first line, trimmed) into `admin_token`.
@@ -568,7 +586,8 @@ pub enum ConfigError {
 // flattens these into the `ei-server` command beside its subcommands.
 #[derive(Debug, Default, clap::Parser)]
 pub struct Args {
-    /// TOML configuration file.
+    /// TOML configuration file; with TLS, SIGHUP rereads its [access] table (and the
+    /// TLS files).
     #[arg(long, env = "EI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on for the services and the operations endpoints
@@ -955,6 +974,31 @@ url = "http://127.0.0.1:2/pn"
             err.contains("ei.toml") && err.contains("find_contents"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_access_table_is_reread_from_the_file_and_checked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ei.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n",
+        )
+        .unwrap();
+        let args = Args::try_parse_from(["ei-server", "--config", file.to_str().unwrap()]).unwrap();
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.reread_access().unwrap().unwrap(), Default::default());
+        std::fs::write(&file, "[access]\nupdate = [\"SE-W\"]\n").unwrap();
+        let reread = c.reread_access().unwrap().unwrap();
+        assert_eq!(reread.update, Some(vec!["SE-W".to_owned()]));
+        // A broken table is an error (the server then keeps the one in force).
+        std::fs::write(&file, "[access]\nupdates = [\"SE-W\"]\n").unwrap();
+        let err = c.reread_access().unwrap().unwrap_err().to_string();
+        assert!(err.contains("updates"), "{err}");
+        std::fs::write(&file, "[access]\nupdate = [\" SE-W\"]\n").unwrap();
+        assert!(c.reread_access().unwrap().is_err());
+        // Without a file there is nothing to reread.
+        assert!(Config::default().reread_access().is_none());
     }
 
     #[test]

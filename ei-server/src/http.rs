@@ -292,7 +292,7 @@ async fn status_handler(State(state): State<Arc<AppState>>) -> Response {
             "max_body_bytes": c.max_body_bytes,
             "wal_sync": c.wal_sync,
             "max_group_requests": c.max_group_requests,
-            "access": c.access,
+            "access": *state.service.access(),
         }
     });
     (

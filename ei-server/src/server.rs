@@ -1,7 +1,7 @@
 //! Starting and stopping the server: `run(listener, config, shutdown)` opens the store,
 //! serves until `shutdown` resolves, drains in-flight requests and closes the store.
 //! Only `main` reads ports and signals (one exception: with TLS, SIGHUP rereads the
-//! certificate files, see [`reload_on_sighup`]); tests bind `127.0.0.1:0` and pass their own
+//! certificate files and the `[access]` table, see [`reload_on_sighup`]); tests bind `127.0.0.1:0` and pass their own
 //! shutdown future.
 
 use crate::config::Config;
@@ -120,9 +120,6 @@ pub async fn run_with_store(
         None => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(tls) = &tls {
-        reload_on_sighup(tls.clone(), stop_rx.clone());
-    }
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -162,6 +159,9 @@ pub async fn run_with_store(
         admin_addr: Some(admin_addr),
         connections: connections.clone(),
     });
+    if let Some(tls) = &tls {
+        reload_on_sighup(tls.clone(), state.clone(), stop_rx.clone());
+    }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), engagements = store.engagement_count(), "ei-server listening");
     let app = router(state.clone());
@@ -196,9 +196,14 @@ pub async fn run_with_store(
     Ok(())
 }
 
-/// Rereads the TLS files on SIGHUP until `stop`: new handshakes get the new
-/// configuration, open connections keep theirs; a failed reload keeps the old one.
-fn reload_on_sighup(tls: Arc<crate::tls::Tls>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Rereads the TLS files and the configuration file's `[access]` table on SIGHUP
+/// until `stop`: new handshakes get the new TLS configuration, open connections keep
+/// theirs, the next request meets the new table; a failed reload keeps the old one.
+fn reload_on_sighup(
+    tls: Arc<crate::tls::Tls>,
+    state: Arc<AppState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -219,8 +224,35 @@ fn reload_on_sighup(tls: Arc<crate::tls::Tls>, mut stop: tokio::sync::watch::Rec
                     tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous configuration stays in use")
                 }
             }
+            reload_access(&state);
         }
     });
+}
+
+/// Puts the configuration file's `[access]` table (as it is now) in force; a file
+/// that cannot be read or fails the check keeps the table in force.
+fn reload_access(state: &AppState) {
+    match state.config.reread_access() {
+        None => {}
+        Some(Ok(access)) if access == *state.service.access() => {
+            tracing::info!("SIGHUP: [access] unchanged");
+        }
+        Some(Ok(access)) => {
+            if access.is_set() {
+                for line in access.describe() {
+                    tracing::info!("SIGHUP: access: {line}");
+                }
+            } else {
+                tracing::info!(
+                    "SIGHUP: [access] removed: every caller with a certificate may call everything"
+                );
+            }
+            state.service.set_access(access);
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "SIGHUP: [access] not reloaded; the previous table stays in force")
+        }
+    }
 }
 
 /// The service listener's bounds from the configuration.

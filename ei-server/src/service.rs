@@ -44,8 +44,9 @@ pub struct Service {
     max_in_flight: usize,
     /// The access log (off unless [`Service::with_auditor`]).
     auditor: Arc<Auditor>,
-    /// Who may call what (no restriction unless [`Service::with_access`]).
-    access: AccessConfig,
+    /// Who may call what (no restriction unless [`Service::with_access`]); replaced
+    /// whole on SIGHUP ([`Service::set_access`]).
+    access: std::sync::RwLock<Arc<AccessConfig>>,
     /// Where write requests run (reads first, see [`crate::priority`]); `None`: on
     /// the caller's runtime.
     writes: Option<crate::priority::WriteRuntime>,
@@ -63,7 +64,7 @@ impl Service {
             }),
             max_in_flight: tokio::sync::Semaphore::MAX_PERMITS,
             auditor: Arc::new(Auditor::off(metrics.clone())),
-            access: AccessConfig::default(),
+            access: std::sync::RwLock::new(Arc::new(AccessConfig::default())),
             metrics,
             writes: None,
         }
@@ -102,20 +103,28 @@ impl Service {
     }
 
     /// Lets callers call and write only what `access` allows.
-    pub fn with_access(mut self, access: AccessConfig) -> Service {
-        self.access = access;
+    pub fn with_access(self, access: AccessConfig) -> Service {
+        self.set_access(access);
         self
     }
 
     /// The `[access]` table in force.
-    pub fn access(&self) -> &AccessConfig {
-        &self.access
+    pub fn access(&self) -> Arc<AccessConfig> {
+        self.access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the `[access]` table; requests already past a check keep the old one.
+    pub fn set_access(&self, access: AccessConfig) {
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(access);
     }
 
     /// Whether `who` may call `op` at all (before its body is read); the refusal is
     /// answered and recorded as the service would.
     pub fn authorize(&self, op: Operation, who: &Identity) -> Result<(), Reply> {
-        self.access
+        self.access()
             .check_service(who, op)
             .map_err(|e| self.refuse(op, e))
     }
@@ -194,7 +203,7 @@ impl Service {
         body: Bytes,
     ) -> Result<Reply, EiError> {
         rules::check_correlation_id(correlation_id)?;
-        self.access.check_service(who, op)?;
+        self.access().check_service(who, op)?;
         // Maintenance is answered before the body is read (the writer checks again).
         if op != Operation::FindContent && self.store.is_write_locked() {
             return Err(EiError::Maintenance);
@@ -297,7 +306,7 @@ impl Service {
                 rules::validate_notification(&self.rules, transactions)?
             }
         };
-        self.access.check_sources(
+        self.access().check_sources(
             who,
             op,
             valid.iter().map(|t| t.engagement.key.source_system()),

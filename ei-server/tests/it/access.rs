@@ -391,3 +391,49 @@ async fn the_access_log_names_the_certificates_hsa_id_not_what_the_headers_claim
     );
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn sighup_puts_the_files_new_access_table_in_force() {
+    let p = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ei.toml");
+    let table = |ids: &str| format!("[access]\nfind_content = [{ids}]\n");
+    std::fs::write(&file, table("\"SE-READER\"")).unwrap();
+    let f = &p.files;
+    let (cert, key, ca, path) = (
+        f.cert.clone(),
+        f.key.clone(),
+        f.client_ca.clone(),
+        file.clone(),
+    );
+    let s = start(move |c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        c.tls_client_ca = Some(ca);
+        c.access = ei_server::config::Config::from_file(&path).unwrap().access;
+        c.config_file = Some(path);
+    })
+    .await;
+    let newcomer = as_caller(&p, "SE-NEW");
+    let find = || find_body(RESIDENT, DOMAIN, "");
+    let a = call(&newcomer, &s, FIND, find(), &[]).await.unwrap();
+    assert_eq!(fault(&a), forbidden("SE-NEW", "FindContent"));
+
+    std::fs::write(&file, table("\"SE-READER\", \"SE-NEW\"")).unwrap();
+    let pid = std::process::id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = 0;
+    for _ in 0..600 {
+        status = call(&newcomer, &s, FIND, find(), &[]).await.unwrap().status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the new table is in force without a restart");
+    s.stop().await.unwrap();
+}
