@@ -9,7 +9,7 @@
 //!
 //! Variety per resident (ids `2` + 11 digits, above ei-load's `19…` residents so
 //! both data sets can live in one index): 1–4 of 25 service domains, 1–4 posts per
-//! domain (about 8 posts per resident), 12 categorizations, 5,000 logical
+//! domain (6.25 posts per resident on average), 12 categorizations, 5,000 logical
 //! addresses, 3,000 source systems, 300 data controllers, UUID business object ids,
 //! a clinicalProcessInterestId on one post in ten, another owner on one in twenty,
 //! timestamps spread over ten years.
@@ -53,7 +53,8 @@ pub struct FillReport {
     pub disk_bytes: u64,
 }
 
-/// Fills the empty store in `dir` with about `posts` posts (whole residents).
+/// Fills the empty store in `dir` with about `posts` posts (whole residents, 6.25
+/// posts each on average).
 pub fn fill(dir: &Path, posts: u64, seed: u64, threads: usize) -> anyhow::Result<FillReport> {
     let opts = StoreOptions::new(INDEX_HSA_ID);
     let metrics = std::sync::Arc::new(ei_server::metrics::Metrics::default());
@@ -65,7 +66,8 @@ pub fn fill(dir: &Path, posts: u64, seed: u64, threads: usize) -> anyhow::Result
     );
     store.close();
     drop(store);
-    let residents = posts.div_ceil(8).max(1);
+    // 2.5 domains × 2.5 posts per resident on average.
+    let residents = (posts * 4).div_ceil(25).max(1);
     let threads = threads.max(1) as u64;
     let started = Instant::now();
     let parts: Vec<anyhow::Result<(Vec<PathBuf>, u64)>> = std::thread::scope(|s| {
@@ -99,6 +101,10 @@ pub fn fill(dir: &Path, posts: u64, seed: u64, threads: usize) -> anyhow::Result
         wo.set_sync(true);
         let count = ei_server::store::schema::META_ENGAGEMENT_COUNT;
         db.put_cf_opt(meta, count, total.to_be_bytes(), &wo)?;
+        // The empty store's statistics (all zero) are stale now: without their
+        // version key the store counts them afresh at its next open.
+        let stats = ei_server::store::schema::META_STATS_VERSION;
+        db.delete_cf_opt(meta, stats, &wo)?;
         db.flush_cf(meta)?;
     }
     let ingest_secs = started.elapsed().as_secs_f64();
@@ -271,6 +277,15 @@ mod tests {
         let metrics = std::sync::Arc::new(ei_server::metrics::Metrics::default());
         let store = Store::open(dir.path(), StoreOptions::new(INDEX_HSA_ID), metrics).unwrap();
         assert_eq!(store.engagement_count(), report.posts);
+        let stats = store.stats();
+        let by_domain: u64 = stats
+            .of(ei_server::store::stats::StatsField::ServiceDomain)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            by_domain, report.posts,
+            "statistics counted at the first open"
+        );
         let mut g = Variety::new(7 ^ 1);
         let first = g.resident(0);
         let q = ei_server::model::FindQuery {

@@ -220,20 +220,24 @@ async fn open(config: &Config) -> Result<Arc<Store>, HarnessError> {
 /// variable `EI_TEST_PG` names (a libpq URL of a database on which the test user may
 /// `CREATE DATABASE`). Dropped (with its connections) when this is dropped. Run the
 /// harness on it with `config.store = db.url().into()`.
-#[cfg(feature = "postgres")]
 pub struct TestDatabase {
+    /// The URL `EI_TEST_PG` gave (read only with the `postgres` feature).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     admin: String,
     name: String,
     url: String,
 }
 
-#[cfg(feature = "postgres")]
 impl TestDatabase {
     /// A fresh database named after `label`; `None`, with a message on stderr, when
     /// `EI_TEST_PG` is unset (the test then skips). Panics when the server refuses.
     pub fn create(label: &str) -> Option<TestDatabase> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        if !cfg!(feature = "postgres") {
+            eprintln!("skipped on PostgreSQL ({label}): built without the `postgres` feature");
+            return None;
+        }
         let Some(admin) = std::env::var("EI_TEST_PG").ok().filter(|u| !u.is_empty()) else {
             eprintln!("skipped on PostgreSQL ({label}): EI_TEST_PG is not set");
             return None;
@@ -268,6 +272,12 @@ impl TestDatabase {
 
     /// Runs one statement on the admin database, on a thread of its own (the
     /// synchronous client must not run on an async executor's thread).
+    #[cfg(not(feature = "postgres"))]
+    fn admin_sql(&self, _sql: &str) -> Result<(), String> {
+        Err("built without the `postgres` feature".into())
+    }
+
+    #[cfg(feature = "postgres")]
     fn admin_sql(&self, sql: &str) -> Result<(), String> {
         let (admin, sql) = (self.admin.clone(), sql.to_owned());
         std::thread::spawn(move || {
@@ -282,7 +292,6 @@ impl TestDatabase {
     }
 }
 
-#[cfg(feature = "postgres")]
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
@@ -293,7 +302,6 @@ impl Drop for TestDatabase {
 }
 
 /// `url` (a libpq URL or `key=value` string) naming database `name` instead.
-#[cfg(feature = "postgres")]
 pub fn with_database(url: &str, name: &str) -> String {
     let Some(scheme) = url.find("://") else {
         return format!("{url} dbname={name}");
@@ -308,7 +316,7 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &head[..authority_end])
 }
 
-#[cfg(all(test, feature = "postgres"))]
+#[cfg(test)]
 mod tests {
     use super::with_database;
 

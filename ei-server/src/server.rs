@@ -57,12 +57,7 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Store, Serve
     })?;
     match kind {
         StoreKind::RocksDb => Store::open(&path, opts, metrics),
-        #[cfg(feature = "postgres")]
         StoreKind::Postgres(url) => Store::open_postgres(&url, &path, opts, metrics),
-        #[cfg(not(feature = "postgres"))]
-        StoreKind::Postgres(_) => Err(StoreError::Config(
-            "this build has no PostgreSQL support (cargo feature `postgres`)".into(),
-        )),
     }
     .map_err(|source| ServerError::Store { path, source })
 }

@@ -16,7 +16,7 @@ struct Args {
     /// The data directory (created; must hold no posts).
     #[arg(long)]
     data_dir: PathBuf,
-    /// About this many posts (whole residents of ~8 posts each).
+    /// About this many posts (whole residents of 6.25 posts each on average).
     #[arg(long, default_value_t = 10_000_000)]
     posts: u64,
     /// Seed of the pseudo-random choices.

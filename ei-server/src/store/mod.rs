@@ -21,7 +21,7 @@
 //! with [`Store::open_postgres`]). What both share lives in `Store` itself: the
 //! writer queue and its group-commit shape, the exact post count, the statistics,
 //! the outbox head, the write lock, health, metrics and the fault seam; the private
-//! [`Backend`] enum holds what differs, and each public method that touches stored
+//! `Backend` enum holds what differs, and each public method that touches stored
 //! data picks its backend with one `match` (an enum rather than a trait object: two
 //! known backends, no boxing, and RocksDB-only operations such as backup refuse
 //! clearly on PostgreSQL with [`StoreError::RocksDbOnly`]).
@@ -334,6 +334,19 @@ impl Store {
             queued,
             faults,
         })
+    }
+
+    /// Without the `postgres` feature: refuses, saying so.
+    #[cfg(not(feature = "postgres"))]
+    pub fn open_postgres(
+        _url: &str,
+        _data_dir: &Path,
+        _options: StoreOptions,
+        _metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        Err(StoreError::Config(
+            "this build has no PostgreSQL support (cargo feature `postgres`)".into(),
+        ))
     }
 
     /// The PostgreSQL side, when the store runs on PostgreSQL.

@@ -1,4 +1,6 @@
 //! The storage schema, declared once: column families, key and value byte layouts.
+//! The PostgreSQL backend's tables ([`super::pg::schema`], next to this file) reuse
+//! these byte encodings for keys, values, outbox entries and dead letters.
 //!
 //! # Column families
 //! | CF            | key                         | value                         |

@@ -3,11 +3,11 @@
 //! automatic failover.
 //!
 //! Writes go through the same queue and group-commit shape as RocksDB's: one writer
-//! thread ([`writer`]) takes the waiting requests and applies them with the shared
+//! thread (`writer`) takes the waiting requests and applies them with the shared
 //! pure [`crate::apply`] code against a [`crate::apply::View`] over rows it read in
 //! **one** transaction, which it commits before answering any of them. Reads and the
 //! notifier's outbox, cursor and dead-letter calls run on the caller's (blocking)
-//! thread with a connection from a small pool ([`pool`]). The schema and why the
+//! thread with a connection from a small pool (`pool`). The schema and why the
 //! counter row gives commit order are in [`schema`].
 //!
 //! The client is the synchronous `postgres` crate: every call blocks, so none runs on
@@ -496,6 +496,19 @@ fn read_initial(client: &mut postgres::Client) -> Result<Initial, StoreError> {
         "SELECT engagement_count, next_seq, write_lock, write_lock_since FROM ei_meta WHERE id = 1",
         &[],
     )?;
+    Ok(Initial {
+        count: meta.get::<_, i64>(0) as u64,
+        next_seq: meta.get::<_, i64>(1) as u64,
+        lock: WriteLock {
+            enabled: meta.get(2),
+            since_unix: meta.get::<_, i64>(3) as u64,
+        },
+        stats: read_stats(client)?,
+    })
+}
+
+/// The statistics counters as stored.
+fn read_stats(client: &mut postgres::Client) -> Result<PostStats, StoreError> {
     let mut stats = PostStats::default();
     for row in client.query(
         "SELECT field, value, posts FROM ei_stats WHERE posts > 0",
@@ -511,15 +524,7 @@ fn read_initial(client: &mut postgres::Client) -> Result<Initial, StoreError> {
             .or_default()
             .insert(row.get(1), n as u64);
     }
-    Ok(Initial {
-        count: meta.get::<_, i64>(0) as u64,
-        next_seq: meta.get::<_, i64>(1) as u64,
-        lock: WriteLock {
-            enabled: meta.get(2),
-            since_unix: meta.get::<_, i64>(3) as u64,
-        },
-        stats,
-    })
+    Ok(stats)
 }
 
 #[cfg(test)]

@@ -120,11 +120,18 @@ async fn outbox_numbers_follow_commit_order_across_servers() {
     }
     assert_eq!(seen, ["a", "b"], "numbers in commit order");
     assert_eq!(*b.outbox_commits().borrow(), 2);
-    assert_eq!(
-        b.engagement_count(),
-        2,
-        "each server counts the other's posts"
-    );
+    assert_eq!(b.engagement_count(), 2, "B's transaction read A's count");
+    blocking(|| {
+        wait_until("A's idle check to see B's post and statistics", || {
+            a.engagement_count() == 2 && a.stats() == b.stats()
+        })
+    });
+    let by_source: Vec<(String, u64)> = a
+        .stats()
+        .of(crate::store::stats::StatsField::SourceSystem)
+        .map(|(v, n)| (v.to_owned(), n))
+        .collect();
+    assert_eq!(by_source, [("ss".to_owned(), 2)]);
     a.close();
     b.close();
 }

@@ -30,8 +30,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often an idle writer rereads the counter row: the outbox head and count of
-/// other servers' commits, the write lock, and whether PostgreSQL is reachable.
+/// How often an idle writer rereads the counter row: the outbox head, count (and
+/// then statistics) of other servers' commits, the write lock, and whether
+/// PostgreSQL is reachable.
 pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 
 /// The writer's statements, prepared once per connection.
@@ -430,10 +431,16 @@ impl PgWriter {
         let result = (|| {
             let Session { conn, st } = self.session(session)?;
             let row = conn.client.query_one(&st.refresh, &[])?;
-            Ok::<_, StoreError>((meta_of(&row), row.get::<_, bool>(4)))
+            let meta = meta_of(&row);
+            // Another server changed the posts: its statistics changes too.
+            let stats = match meta.count != self.count.load(Ordering::Relaxed) {
+                true => Some(super::read_stats(&mut conn.client)?),
+                false => None,
+            };
+            Ok::<_, StoreError>((meta, row.get::<_, bool>(4), stats))
         })();
         match result {
-            Ok((_, true)) => {
+            Ok((_, true, _)) => {
                 // Reconnect next time: after a failover the URL may lead to the primary.
                 let e = StoreError::Config(
                     "connected to a PostgreSQL standby (read-only); use several hosts with target_session_attrs=read-write".into(),
@@ -441,7 +448,10 @@ impl PgWriter {
                 tracing::warn!(error = %e, "PostgreSQL takes no writes");
                 self.after_error(session, &e);
             }
-            Ok((meta, false)) => {
+            Ok((meta, false, stats)) => {
+                if let Some(stats) = stats {
+                    *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+                }
                 self.count.store(meta.count, Ordering::Relaxed);
                 self.publish_head(meta.next_seq);
                 self.lock_seen(meta.lock);
