@@ -109,13 +109,13 @@ server_pid=$!
 load=("$bin/ei-load" --url "http://127.0.0.1:$listen_port" --server-pid "$server_pid" --json)
 # 1. The index written through Updates (new residents, 4 clients): its size.
 say "ours: loading $posts posts through Updates"
-"${load[@]}" --preload "$posts" --update-clients '' --single-clients '' --find-clients '' \
+"${load[@]}" --preload "$posts" --update-clients 0 --single-clients 0 --find-clients 0 \
   --mixed-find-clients 0 >"$work/ours-load.json"
 psql_ei -d ei_bench -c "vacuum analyze" -c "checkpoint"
 our_bytes=$(db_bytes ei_bench)
 # 2. The timed phases on that index.
 say "ours: Updates, FindContent"
-"${load[@]}" --preload 0 --preloaded "$posts" --update-kind changed --update-clients 1,4 --single-clients '' \
+"${load[@]}" --preload 0 --preloaded "$posts" --update-kind changed --update-clients 1,4 --single-clients 0 \
   --find-clients 16 --find-rows 10 --mixed-find-clients 16 --mixed-update-clients 1 \
   --secs "$secs" >"$work/ours.json"
 kill -TERM "$server_pid" && wait "$server_pid" || true
