@@ -127,7 +127,7 @@ impl Pg {
         let prefix = codec::query_prefix_tail(q);
         let upper = codec::prefix_upper_bound(&prefix);
         let resident = &q.registered_resident_identification;
-        let rows = self.pool.with(|c| {
+        let rows = self.pool.read(|c| {
             let st = c.statement(
                 "SELECT key, times FROM ei_engagements \
                  WHERE resident = $1 AND key >= $2 AND key < $3 ORDER BY key",
@@ -148,7 +148,7 @@ impl Pg {
 
     pub(crate) fn post(&self, key: &EngagementKey) -> Result<Option<Engagement>, StoreError> {
         let (resident, tail) = split_key(key);
-        let row = self.pool.with(|c| {
+        let row = self.pool.read(|c| {
             let st =
                 c.statement("SELECT times FROM ei_engagements WHERE resident = $1 AND key = $2")?;
             Ok(c.client.query_opt(&st, &[&resident, &tail])?)
@@ -166,7 +166,7 @@ impl Pg {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<Engagement>, Option<Vec<u8>>), StoreError> {
-        let rows = self.pool.with(|c| match after {
+        let rows = self.pool.read(|c| match after {
             Some(k) => {
                 let key = codec::decode_key(k)?;
                 let (resident, tail) = split_key(&key);
@@ -198,7 +198,7 @@ impl Pg {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let rows = self.pool.with(|c| {
+        let rows = self.pool.read(|c| {
             let st = c.statement(
                 "SELECT seq, entry FROM ei_outbox WHERE seq >= $1 ORDER BY seq LIMIT $2",
             )?;
@@ -210,7 +210,7 @@ impl Pg {
     }
 
     pub(crate) fn cursor(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
-        let row = self.pool.with(|c| {
+        let row = self.pool.read(|c| {
             let st = c.statement("SELECT next_seq FROM ei_cursors WHERE subscriber = $1")?;
             Ok(c.client.query_opt(&st, &[&subscriber])?)
         })?;
@@ -218,7 +218,7 @@ impl Pg {
     }
 
     pub(crate) fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = self.pool.with(|c| {
+        let rows = self.pool.read(|c| {
             let st =
                 c.statement("SELECT subscriber, next_seq FROM ei_cursors ORDER BY subscriber")?;
             Ok(c.client.query(&st, &[])?)
@@ -282,7 +282,7 @@ impl Pg {
     }
 
     pub(crate) fn dead_letters(&self, subscriber: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = self.pool.with(|c| {
+        let rows = self.pool.read(|c| {
             let st = c.statement(
                 "SELECT id, letter FROM ei_dead_letters WHERE subscriber = $1 ORDER BY id",
             )?;
@@ -301,7 +301,7 @@ impl Pg {
     }
 
     pub(crate) fn subscriber_records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rows = self.pool.with(|c| {
+        let rows = self.pool.read(|c| {
             let st =
                 c.statement("SELECT subscriber, record FROM ei_subscribers ORDER BY subscriber")?;
             Ok(c.client.query(&st, &[])?)
@@ -360,7 +360,7 @@ impl Pg {
         to_ms: u64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = self.pool.with(|c| {
+        let rows = self.pool.read(|c| {
             let st = c.statement(
                 "SELECT record FROM ei_audit \
                  WHERE resident = $1 AND time_ms >= $2 AND time_ms < $3 \
@@ -394,7 +394,7 @@ impl Pg {
 
     /// Bytes of the index's tables and their indexes.
     pub(crate) fn size_on_disk(&self) -> Result<u64, StoreError> {
-        let row = self.pool.with(|c| {
+        let row = self.pool.read(|c| {
             let st = c.statement(
                 "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

@@ -6,6 +6,11 @@
 //! connection to whichever host is the primary now, which is how the store follows
 //! a failover. At most [`Pool::max`] connections exist; a caller waits up to
 //! [`WAIT`] for one, then gets [`StoreError::Busy`].
+//!
+//! After a failover every idle connection still leads to the old primary. A read
+//! ([`Pool::read`]) that finds its connection gone drops all the idle ones with it
+//! and is tried once more on a new connection, so the failover costs readers
+//! nothing instead of one failed request per pooled connection.
 
 use super::super::StoreError;
 use postgres::{Client, NoTls, Statement};
@@ -83,18 +88,59 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.take()?;
+        let (mut conn, _) = self.take()?;
         let result = f(&mut conn);
         self.give_back(conn, result.is_ok());
         result
     }
 
-    fn take(&self) -> Result<Conn, StoreError> {
+    /// Runs `f`, which must change nothing (a read), on a pooled connection. When it
+    /// fails because a connection taken from the pool is gone (its server died, was
+    /// stopped or cut it off: after a failover, the old primary), the idle connections
+    /// are dropped too and `f` runs once more on a new connection.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (mut conn, reused) = self.take()?;
+        let result = f(&mut conn);
+        let lost = reused
+            && result
+                .as_ref()
+                .is_err_and(|e| conn.client.is_closed() || connection_lost(e));
+        self.give_back(conn, result.is_ok());
+        if !lost {
+            return result;
+        }
+        let dropped = self.drop_idle();
+        tracing::warn!(
+            error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            idle_dropped = dropped,
+            "a pooled PostgreSQL connection was gone; reading again on a new connection"
+        );
+        self.with(f)
+    }
+
+    /// Closes every idle connection; answers how many.
+    fn drop_idle(&self) -> usize {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let idle: Vec<Conn> = slots.idle.drain(..).collect();
+        slots.open -= idle.len();
+        drop(slots);
+        self.freed.notify_all();
+        let n = idle.len();
+        idle.into_iter().for_each(close);
+        n
+    }
+
+    /// A connection from the pool, and whether it was open before (idle) rather than
+    /// opened now.
+    fn take(&self) -> Result<(Conn, bool), StoreError> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             while let Some(c) = slots.idle.pop() {
                 if !c.client.is_closed() {
-                    return Ok(c);
+                    return Ok((c, true));
                 }
                 slots.open -= 1;
                 close(c);
@@ -102,10 +148,12 @@ impl Pool {
             if slots.open < self.max {
                 slots.open += 1;
                 drop(slots);
-                return Conn::open(&self.config).inspect_err(|_| {
-                    self.slots.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
-                    self.freed.notify_one();
-                });
+                return Conn::open(&self.config)
+                    .map(|c| (c, false))
+                    .inspect_err(|_| {
+                        self.slots.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                        self.freed.notify_one();
+                    });
             }
             let (s, timeout) = self
                 .freed
@@ -136,6 +184,22 @@ impl Drop for Pool {
         for c in slots.idle.drain(..) {
             close(c);
         }
+    }
+}
+
+/// Whether an error says the connection itself is gone: no SQLSTATE (an I/O error,
+/// a closed socket), class 08 (connection exception) or 57P0x (the server shutting
+/// down or terminating the backend).
+fn connection_lost(e: &StoreError) -> bool {
+    match e {
+        StoreError::Postgres(e) => match e.code() {
+            None => e.as_db_error().is_none(),
+            Some(code) => {
+                let code = code.code();
+                code.starts_with("08") || code.starts_with("57P0")
+            }
+        },
+        _ => false,
     }
 }
 

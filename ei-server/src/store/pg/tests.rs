@@ -221,6 +221,37 @@ async fn a_lost_connection_fails_cleanly_and_the_store_reconnects() {
     store.close();
 }
 
+/// After a failover every idle pooled read connection still leads to the old server.
+/// A read that finds its connection gone drops the idle ones and reads again on a new
+/// connection: the reader gets its answer, not one fault per pooled connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_a_cut_pooled_connection_is_answered_from_a_new_one() {
+    let Some((db, dir)) = place("cut_reads") else {
+        return;
+    };
+    let store = open(db.url(), dir.path(), false);
+    let txs = update(vec![tx("1", "c", None, false)]);
+    store
+        .write(WriteOperation::Update, txs, ts("20261122100000"))
+        .await
+        .unwrap();
+    assert_eq!(find(&store, &query("1", None)).len(), 1);
+    let terminated = sql(
+        db.url(),
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let terminated: u32 = terminated[0].parse().unwrap();
+    assert!(
+        terminated >= 2,
+        "the writer's and the pooled reader's: {terminated}"
+    );
+    let found = blocking(|| store.find(&query("1", None)));
+    assert_eq!(found.map(|p| p.len()).map_err(|e| e.to_string()), Ok(1));
+    assert_eq!(find(&store, &query("2", None)).len(), 0);
+    store.close();
+}
+
 mod url {
     use super::*;
 
