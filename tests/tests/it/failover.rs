@@ -121,9 +121,10 @@ async fn writer(
     }
 }
 
-/// The posts FindContent returns for `resident`. A read on a pooled connection that
-/// still leads to the killed primary fails (EI000) and drops that connection, so an
-/// EI000 is retried (a reader's retry) and counted in `read_faults`.
+/// The posts FindContent returns for `resident`. The store reads again on a new
+/// connection when a pooled one still leads to the killed primary, so an EI000 here is
+/// not expected; one is still retried (a reader's retry) and counted in `read_faults`,
+/// which the test prints.
 async fn posts_of(
     client: &reqwest::Client,
     base: &str,

@@ -411,7 +411,7 @@ impl Pg {
         sql: &'static str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        self.pool.with(|c| {
+        self.pool.write(|c| {
             let st = c.statement(sql)?;
             Ok(c.client.execute(&st, params)?)
         })

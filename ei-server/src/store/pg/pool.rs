@@ -94,6 +94,17 @@ impl Pool {
         result
     }
 
+    /// [`Pool::with`] for a statement that writes: it is tried again on a new
+    /// connection only when the server said the pooled connection's backend had ended
+    /// (57P0x, sent when it terminated, so the statement was never run); after any
+    /// other failure it may have run, and the error stands.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.retrying(f, backend_ended)
+    }
+
     /// Runs `f`, which must change nothing (a read), on a pooled connection. When it
     /// fails because a connection taken from the pool is gone (its server died, was
     /// stopped or cut it off: after a failover, the old primary), the idle connections
@@ -102,12 +113,19 @@ impl Pool {
         &self,
         f: impl Fn(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.retrying(f, connection_lost)
+    }
+
+    /// Runs `f`; when it failed on a connection taken from the pool and `gone` says
+    /// the connection was, drops the idle connections and runs `f` once more.
+    fn retrying<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> Result<T, StoreError>,
+        gone: impl Fn(&StoreError) -> bool,
+    ) -> Result<T, StoreError> {
         let (mut conn, reused) = self.take()?;
         let result = f(&mut conn);
-        let lost = reused
-            && result
-                .as_ref()
-                .is_err_and(|e| conn.client.is_closed() || connection_lost(e));
+        let lost = reused && result.as_ref().is_err_and(&gone);
         self.give_back(conn, result.is_ok());
         if !lost {
             return result;
@@ -116,7 +134,7 @@ impl Pool {
         tracing::warn!(
             error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
             idle_dropped = dropped,
-            "a pooled PostgreSQL connection was gone; reading again on a new connection"
+            "a pooled PostgreSQL connection was gone; trying again on a new connection"
         );
         self.with(f)
     }
@@ -201,6 +219,13 @@ fn connection_lost(e: &StoreError) -> bool {
         },
         _ => false,
     }
+}
+
+/// Whether the server said the connection's backend ended (57P01 admin shutdown,
+/// 57P02 crash shutdown, 57P03 cannot connect now): it sends that as it goes, before
+/// reading another statement.
+fn backend_ended(e: &StoreError) -> bool {
+    matches!(e, StoreError::Postgres(e) if e.code().is_some_and(|c| c.code().starts_with("57P0")))
 }
 
 /// Drops a connection on a thread of its own: the client's drop blocks on its
