@@ -23,21 +23,9 @@ use rocksdb::{DBCompressionType, IngestExternalFileOptions, SstFileWriter, Write
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const DOMAINS: usize = 25;
-const CATEGORIES: [&str; 12] = [
-    "voo",
-    "vko",
-    "vkm",
-    "ovr",
-    "und-kkm-ure",
-    "und-bdi-ure",
-    "und-kon-ure",
-    "upp-lab",
-    "dia",
-    "alt",
-    "med",
-    "vac",
-];
+use crate::gen::CATEGORIES;
+
+const DOMAINS: usize = crate::gen::DOMAINS.len();
 
 /// What a fill did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -241,7 +229,7 @@ impl Variety {
         let parts = [
             resident.to_owned(),
             domain.to_owned(),
-            CATEGORIES[self.below(12) as usize].to_owned(),
+            CATEGORIES[self.below(CATEGORIES.len() as u64) as usize].to_owned(),
             format!("SE2321000{:03}-{:04X}", self.below(21), self.below(5000)),
             boi,
             cpi,

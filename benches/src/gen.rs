@@ -12,7 +12,8 @@ pub enum OutputFormat {
     Jsonl,
 }
 
-const DOMAINS: [&str; 25] = [
+/// Service domains of the generated posts (ei-fill draws from as many).
+pub(crate) const DOMAINS: [&str; 25] = [
     "riv:clinicalprocess:healthcond:description",
     "riv:clinicalprocess:healthcond:actoutcome",
     "riv:clinicalprocess:healthcond:basic",
@@ -40,7 +41,8 @@ const DOMAINS: [&str; 25] = [
     "riv:clinicalprocess:activity:careplan",
 ];
 
-const CATEGORIES: [&str; 12] = [
+/// Categorizations of the generated posts (shared with ei-fill).
+pub(crate) const CATEGORIES: [&str; 12] = [
     "voo",
     "vko",
     "vkm",

@@ -256,17 +256,7 @@ impl Writer {
                     let _ = reply.send(switched.map_err(Arc::new));
                 }
                 Message::Write(first) => {
-                    let mut jobs = vec![first];
-                    while jobs.len() < self.options.max_group_requests {
-                        match rx.try_recv() {
-                            Ok(Message::Write(j)) => jobs.push(j),
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let jobs = gather(first, &rx, self.options.max_group_requests, &mut next);
                     self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
                     self.commit_group(jobs);
                 }
@@ -476,6 +466,28 @@ impl Writer {
 }
 
 /// Counts a committed request's changes in the metrics (both backends' writers).
+/// A group: `first` and the write jobs queued behind it, up to `max` in all. A message
+/// of another kind ends the group and is kept in `next`, to be handled after it.
+pub(super) fn gather(
+    first: WriteJob,
+    rx: &mpsc::Receiver<Message>,
+    max: usize,
+    next: &mut Option<Message>,
+) -> Vec<WriteJob> {
+    let mut jobs = vec![first];
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(Message::Write(j)) => jobs.push(j),
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
 pub(super) fn count_changes(m: &Metrics, job: &WriteJob, changes: &[Change]) {
     use std::sync::atomic::Ordering::Relaxed;
     for c in changes {

@@ -15,7 +15,7 @@ use super::super::faults::Faults;
 use super::super::health::{Health, WriterAlive};
 use super::super::lock::LockState;
 use super::super::stats::{self, PostStats, StatsDelta};
-use super::super::writer::{Message, WriteJob};
+use super::super::writer::{gather, Message, WriteJob};
 use super::super::{outbox, StoreError, StoreOptions, WriteLock};
 use super::pool::{close, Conn};
 use super::{audit_columns, Pg};
@@ -199,17 +199,7 @@ impl PgWriter {
                     let _ = reply.send(r.map_err(Arc::new));
                 }
                 Message::Write(first) => {
-                    let mut jobs = vec![first];
-                    while jobs.len() < self.options.max_group_requests {
-                        match rx.try_recv() {
-                            Ok(Message::Write(j)) => jobs.push(j),
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let jobs = gather(first, &rx, self.options.max_group_requests, &mut next);
                     self.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
                     self.commit_group(&mut session, jobs);
                 }
