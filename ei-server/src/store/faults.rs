@@ -99,8 +99,14 @@ impl Faults {
         if !self.armed.load(Ordering::Relaxed) {
             return;
         }
+        drop(self.park_while(|s| s.hold));
+    }
+
+    /// Parks the writer (saying so in `held`) while `hold` says; answers the state,
+    /// locked, once it no longer does.
+    fn park_while(&self, hold: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
         let mut s = self.lock();
-        while s.hold {
+        while hold(&s) {
             s.held = true;
             self.changed.notify_all();
             s = self
@@ -109,10 +115,9 @@ impl Faults {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         s.held = false;
+        s
     }
 
-    /// The writer, about to write a group's batch (`sync`: the WAL will be synced):
-    /// the injected error, if a fault is armed for this point.
     /// Like [`Faults::hold_writer`], but the writer parks at the fault point: after
     /// it has built the group (on PostgreSQL: with its transaction open, the counter
     /// row locked and the outbox numbers taken), before the commit.
@@ -121,20 +126,14 @@ impl Faults {
         Hold { faults: self }
     }
 
+    /// The writer, about to write a group's batch (`sync`: the WAL will be synced):
+    /// waits while held there, then the injected error, if a fault is armed for this
+    /// point.
     pub(super) fn before_write(&self, sync: bool) -> Result<(), StoreError> {
         if !self.armed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut s = self.lock();
-        while s.hold_commit {
-            s.held = true;
-            self.changed.notify_all();
-            s = self
-                .changed
-                .wait(s)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        s.held = false;
+        let mut s = self.park_while(|s| s.hold_commit);
         let Some((fault, times)) = s.fault else {
             return Ok(());
         };

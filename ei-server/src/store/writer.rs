@@ -398,13 +398,7 @@ impl Writer {
                 &mut view,
             )?;
             // The posts' writes are in the batch already (GroupView::set).
-            for c in &out.changes {
-                let d = count_delta(c);
-                if d != 0 {
-                    delta += d;
-                    stats.add(c.engagement.key.parts(), d);
-                }
-            }
+            delta += tally(&out.changes, &mut stats);
             if self.options.outbox {
                 outbox::append(self.db(), &mut view.batch, &mut seq, &out.changes);
             }
@@ -508,6 +502,20 @@ pub(super) fn count_changes(m: &Metrics, job: &WriteJob, changes: &[Change]) {
         changes = changes.len(),
         "request committed"
     );
+}
+
+/// Adds the changes' effects on the post count to the statistics; answers the effect
+/// on the count.
+pub(super) fn tally(changes: &[Change], stats: &mut StatsDelta) -> i64 {
+    let mut delta = 0;
+    for c in changes {
+        let d = count_delta(c);
+        if d != 0 {
+            delta += d;
+            stats.add(c.engagement.key.parts(), d);
+        }
+    }
+    delta
 }
 
 /// A change's effect on the number of posts.

@@ -310,13 +310,7 @@ impl PgWriter {
                 job.now,
                 &mut view,
             )?;
-            for c in &out.changes {
-                let d = super::super::writer::count_delta(c);
-                if d != 0 {
-                    delta += d;
-                    stats.add(c.engagement.key.parts(), d);
-                }
-            }
+            delta += super::super::writer::tally(&out.changes, &mut stats);
             if self.options.outbox {
                 for e in outbox::entries_of(&out.changes, committed_ms) {
                     seqs.push(seq as i64);
