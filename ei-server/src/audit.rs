@@ -123,10 +123,19 @@ fn append_loop(store: &Store, rx: &mpsc::Receiver<Msg>, retention_days: u64) {
     let mut pending: Vec<AuditRecord> = Vec::new();
     let mut next_purge = std::time::Instant::now();
     loop {
-        let stop = match rx.recv_timeout(FLUSH_EVERY) {
+        // Wait for the first record (asleep while nobody looks anything up), then let
+        // the rest of the tick's records gather in the queue before taking them all:
+        // one wake-up and one write per tick under load, not one per lookup (a sender
+        // wakes this thread only while it waits in `recv`).
+        let until_purge = if retention_days > 0 {
+            next_purge.saturating_duration_since(std::time::Instant::now())
+        } else {
+            PURGE_EVERY
+        };
+        let stop = match rx.recv_timeout(until_purge) {
             Ok(Msg::Record(r)) => {
                 pending.extend(r);
-                // Take what else is waiting, then write it all at once.
+                std::thread::sleep(FLUSH_EVERY);
                 let mut stop = false;
                 while let Ok(m) = rx.try_recv() {
                     match m {

@@ -100,6 +100,10 @@ pub struct Metrics {
     pub group_commits: AtomicU64,
     /// FindContent access records dropped because the audit appender's queue was full.
     pub audit_dropped: AtomicU64,
+    /// FindContent scans answered from memory on the request's thread / read again on
+    /// a blocking thread because a block was not cached (or on PostgreSQL).
+    find_in_memory: AtomicU64,
+    find_blocking: AtomicU64,
     batch_requests: Histogram,
     batch_engagements: Histogram,
 }
@@ -120,6 +124,8 @@ impl Default for Metrics {
             unchanged: AtomicU64::new(0),
             group_commits: AtomicU64::new(0),
             audit_dropped: AtomicU64::new(0),
+            find_in_memory: AtomicU64::new(0),
+            find_blocking: AtomicU64::new(0),
             batch_requests: Histogram::new(BATCH_BOUNDS),
             batch_engagements: Histogram::new(ENGAGEMENT_BOUNDS),
         }
@@ -134,6 +140,17 @@ impl Metrics {
             *m.entry((op.name(), outcome)).or_default() += 1;
         }
         self.latency[op.index()].observe(elapsed.as_secs_f64());
+    }
+
+    /// Records where one FindContent scan ran: `blocking` when it went to a blocking
+    /// thread (a block it needed was not cached, or the store is PostgreSQL).
+    pub fn find_read(&self, blocking: bool) {
+        let n = if blocking {
+            &self.find_blocking
+        } else {
+            &self.find_in_memory
+        };
+        n.fetch_add(1, Relaxed);
     }
 
     /// Records one group commit (one WAL fsync) of `requests` requests writing
@@ -184,6 +201,17 @@ impl Metrics {
             "ei_audit_dropped_total {}",
             self.audit_dropped.load(Relaxed)
         );
+        out.push_str("# HELP ei_find_reads_total FindContent scans by where they ran: memory (every block cached, on the request's thread) or blocking (a blocking thread that may read the disk; always on PostgreSQL).\n# TYPE ei_find_reads_total counter\n");
+        for (from, v) in [
+            ("memory", &self.find_in_memory),
+            ("blocking", &self.find_blocking),
+        ] {
+            let _ = writeln!(
+                out,
+                "ei_find_reads_total{{from=\"{from}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
         out.push_str("# HELP ei_store_group_commits_total Write batches committed, each with one WAL fsync.\n# TYPE ei_store_group_commits_total counter\n");
         let _ = writeln!(
             out,

@@ -9,6 +9,7 @@ use crate::clock;
 use crate::codec::{self, CodecError, Request, ResultCode};
 use crate::config::ErrorMode;
 use crate::metrics::Metrics;
+use crate::model::FindQuery;
 use crate::operation::{Operation, WriteOperation};
 use crate::rules::{self, EiError, RulesConfig};
 use crate::store::audit::Access;
@@ -220,29 +221,13 @@ impl Service {
         match request {
             Request::FindContent { query, .. } => {
                 let q = rules::validate_find(*query)?;
-                let looked_up = access.as_ref().map(|_| {
-                    (
-                        q.registered_resident_identification.clone(),
-                        q.service_domain.clone(),
-                    )
-                });
-                let store = self.store.clone();
-                let (found, body) = tokio::task::spawn_blocking(move || {
-                    let mut body = String::with_capacity(8192);
-                    codec::find_content_begin(&mut body);
-                    let found = store.find_each(&q, |p| codec::find_content_push(&mut body, p))?;
-                    codec::find_content_end(&mut body);
-                    Ok::<_, crate::store::StoreError>((found, body))
-                })
-                .await
-                .map_err(|e| internal("find task", &e))?
-                .map_err(|e| internal("find", &e))?;
+                let (found, body, q) = self.find(q).await?;
                 tracing::debug!(found, "FindContent");
-                if let (Some(access), Some((resident, domain))) = (access, looked_up) {
-                    self.auditor.lookup(vec![access.record(
+                if let Some(access) = access {
+                    self.auditor.lookup(vec![access.into_record(
                         op.name(),
-                        &resident,
-                        domain,
+                        q.registered_resident_identification,
+                        q.service_domain,
                         found as u64,
                     )]);
                 }
@@ -267,6 +252,36 @@ impl Service {
                     ok_reply(body)
                 }),
         }
+    }
+
+    /// Looks `q` up and writes the FindContent reply: from memory on this thread when
+    /// every block the scan needs is cached (no file read, so nothing blocks the
+    /// executor), else again on a blocking thread, which may read the disk. Answers the
+    /// posts found, the reply body, and `q` back.
+    async fn find(&self, q: FindQuery) -> Result<(usize, String, FindQuery), EiError> {
+        let mut body = String::with_capacity(8192);
+        codec::find_content_begin(&mut body);
+        let cached = self
+            .store
+            .find_cached(&q, |p| codec::find_content_push(&mut body, p))
+            .map_err(|e| internal("find", &e))?;
+        if let Some(found) = cached {
+            self.metrics.find_read(false);
+            codec::find_content_end(&mut body);
+            return Ok((found, body, q));
+        }
+        self.metrics.find_read(true);
+        body.clear();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            codec::find_content_begin(&mut body);
+            let found = store.find_each(&q, |p| codec::find_content_push(&mut body, p))?;
+            codec::find_content_end(&mut body);
+            Ok::<_, crate::store::StoreError>((found, body, q))
+        })
+        .await
+        .map_err(|e| internal("find task", &e))?
+        .map_err(|e| internal("find", &e))
     }
 
     /// Validates and applies an Update or ProcessNotification; returns its effective

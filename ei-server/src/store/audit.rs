@@ -38,6 +38,25 @@ pub struct Access {
 }
 
 impl Access {
+    /// The one record of this access (a lookup's), taking its parts.
+    pub fn into_record(
+        self,
+        operation: &str,
+        resident: String,
+        service_domain: String,
+        posts: u64,
+    ) -> AuditRecord {
+        AuditRecord {
+            time_ms: self.time_ms,
+            caller: self.caller,
+            correlation_id: self.correlation_id,
+            operation: operation.to_owned(),
+            resident,
+            service_domain,
+            posts,
+        }
+    }
+
     /// The record of this access for `resident`.
     pub fn record(
         &self,

@@ -462,11 +462,48 @@ impl Store {
         if let Some(pg) = self.pg() {
             return pg.find_each(q, &mut f);
         }
+        let found = self.scan_posts(q, ReadOptions::default(), f)?;
+        Ok(found.expect("a read allowed to use the disk is never incomplete"))
+    }
+
+    /// [`Store::find_each`] from memory alone: the memtables and RocksDB's block cache,
+    /// never a file read, so it does not block and may run on the async executor.
+    /// `Ok(None)` when a block it needs is not cached (or on PostgreSQL, whose reads
+    /// always go over the network): then `f` may have seen some of the posts, and the
+    /// caller drops what it built and asks [`Store::find_each`] on a blocking thread.
+    pub fn find_cached(
+        &self,
+        q: &FindQuery,
+        f: impl FnMut(&PostRef<'_>),
+    ) -> Result<Option<usize>, StoreError> {
+        if !matches!(self.backend, Backend::Rocks(_)) {
+            return Ok(None);
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_read_tier(rocksdb::ReadTier::BlockCache);
+        self.scan_posts(q, ro, f)
+    }
+
+    /// The RocksDB scan behind [`Store::find_each`] and [`Store::find_cached`]:
+    /// `Ok(None)` when `ro` forbade a read the scan needed (RocksDB's `Incomplete`).
+    fn scan_posts(
+        &self,
+        q: &FindQuery,
+        mut ro: ReadOptions,
+        mut f: impl FnMut(&PostRef<'_>),
+    ) -> Result<Option<usize>, StoreError> {
         let mut n = 0;
         let db = self.db()?;
         let cf = db.cf().engagements;
-        for item in Store::scan_prefix(&db, cf, &schema::query_prefix(q)) {
-            let (k, v) = item?;
+        let prefix = schema::query_prefix(q);
+        ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
+        let scan = db.iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward));
+        for item in scan {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
             let [most_recent_content, creation_time, update_time] = schema::decode_times(&v)?;
             let post = PostRef {
                 parts: schema::key_parts(&k)?,
@@ -479,7 +516,7 @@ impl Store {
                 n += 1;
             }
         }
-        Ok(n)
+        Ok(Some(n))
     }
 
     /// Every entry of a column family whose key starts with `prefix` (prefixes end in

@@ -765,3 +765,54 @@ async fn requests_in_one_group_see_each_others_writes(place: Place) {
     assert_eq!(found[0].most_recent_content, Some(ts("20220101000000")));
     store.close();
 }
+
+/// A lookup from memory ([`Store::find_cached`]) answers what a blocking one does when
+/// every block it needs is in the memtables or the block cache, and declines (never
+/// reads a file) when one is not: here right after a reopen, before anything read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_from_memory_declines_what_is_not_cached() {
+    let place = Place::rocks();
+    let cached = |store: &Store, q: &FindQuery| {
+        let mut seen = Vec::new();
+        let n = store
+            .find_cached(q, |p| seen.push(p.to_engagement()))
+            .unwrap();
+        n.map(|n| {
+            assert_eq!(n, seen.len());
+            seen
+        })
+    };
+    let store = place.open();
+    let txs = update(vec![
+        tx("191212121212", "a", Some("20200101000000"), false),
+        tx("191212121212", "b", None, false),
+        tx("191212121213", "a", None, false),
+    ]);
+    store
+        .write(WriteOperation::Update, txs, ts("20261122100000"))
+        .await
+        .unwrap();
+    let q = query("191212121212", None);
+    let in_memtable = cached(&store, &q).expect("fresh writes are in the memtable");
+    assert_eq!(in_memtable.len(), 2);
+    assert_eq!(in_memtable, find(&store, &q));
+    store.close();
+    drop(store);
+
+    // Reopened, the posts are in a table file whose blocks nothing has read yet.
+    let store = place.open();
+    assert_eq!(cached(&store, &q), None, "a block on disk is not read");
+    let from_disk = find(&store, &q);
+    assert_eq!(from_disk, in_memtable);
+    assert_eq!(
+        cached(&store, &q),
+        Some(from_disk),
+        "the blocking read cached the blocks"
+    );
+    assert_eq!(
+        cached(&store, &query("191212121214", None)),
+        Some(vec![]),
+        "nobody's posts, from the cached blocks"
+    );
+    store.close();
+}

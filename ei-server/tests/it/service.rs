@@ -14,7 +14,9 @@ const DOMAIN: &str = "riv:clinicalprocess:healthcond:description";
 
 /// A service over a fresh store, no listener.
 struct Index {
-    service: Service,
+    /// `None` only inside [`Index::reopen`].
+    service: Option<Service>,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -24,21 +26,48 @@ fn index(adjust: impl FnOnce(&mut Config)) -> Index {
         c.data_dir = dir.path().join("data");
         adjust(c);
     });
+    Index {
+        service: Some(open_service(&config)),
+        config,
+        _dir: dir,
+    }
+}
+
+fn open_service(config: &Config) -> Service {
     let metrics = Arc::new(Metrics::default());
-    let store = ei_server::server::open_store(&config, metrics).unwrap();
-    let service = Service::new(config.rules(), config.error_mode, Arc::new(store));
-    Index { service, _dir: dir }
+    let store = ei_server::server::open_store(config, metrics).unwrap();
+    Service::new(config.rules(), config.error_mode, Arc::new(store))
 }
 
 impl Index {
+    fn service(&self) -> &Service {
+        self.service.as_ref().expect("open")
+    }
+
     async fn call(&self, op: Operation, body: &str) -> service::Reply {
-        self.service
+        self.service()
             .call(op, Some("svc"), body.to_owned().into())
             .await
     }
 
     fn store(&self) -> &Arc<Store> {
-        self.service.store()
+        self.service().store()
+    }
+
+    /// Closes the store and opens it again (with new metrics).
+    fn reopen(&mut self) {
+        self.store().close();
+        self.service = None;
+        self.service = Some(open_service(&self.config));
+    }
+
+    /// `ei_find_reads_total{from}`: where FindContent's scans ran.
+    fn reads_from(&self, from: &str) -> u64 {
+        let text = self.store().metrics().render(&[]);
+        let line = format!("ei_find_reads_total{{from=\"{from}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |n| n.parse().unwrap())
     }
 
     /// `ei_requests_total` of `service` with `outcome`.
@@ -152,7 +181,7 @@ async fn a_missing_or_blank_correlation_id_is_refused_before_the_body_is_read() 
     let ix = index(|_| {});
     for id in [None, Some(""), Some("  ")] {
         let r = ix
-            .service
+            .service()
             .call(Operation::Update, id, "not xml at all".into())
             .await;
         assert_eq!((r.status, r.outcome), (500, "header"), "{id:?}");
@@ -221,8 +250,31 @@ async fn the_error_mode_decides_how_logical_errors_are_answered() {
 async fn a_refusal_from_outside_is_answered_like_the_service() {
     let ix = index(|_| {});
     let e = ei_server::rules::EiError::Technical("the body is too large".into());
-    let r = ix.service.refuse(Operation::FindContent, e);
+    let r = ix.service().refuse(Operation::FindContent, e);
     assert_eq!(r.outcome, "EI000");
     assert_eq!(fault_of(&r), ("soap:Client".into(), "EI000".into()));
     assert_eq!(ix.counted("FindContent", "EI000"), 1);
+}
+
+/// A lookup whose blocks are all in memory is answered on the request's own thread; one
+/// that needs the disk goes to a blocking thread, with the same reply; each is counted.
+#[tokio::test]
+async fn a_lookup_reads_from_memory_when_cached_and_on_a_blocking_thread_when_not() {
+    let mut ix = index(|_| {});
+    let r = ix.call(Operation::Update, &one_post()).await;
+    assert_eq!(r.outcome, "OK", "{}", r.body);
+    let find = find_body("191212121212", DOMAIN, "");
+    let fresh = ix.call(Operation::FindContent, &find).await;
+    assert_eq!(fresh.outcome, "OK", "{}", fresh.body);
+    assert!(matches!(reply(&fresh), Reply::Engagements(e) if e.len() == 1));
+    assert_eq!((ix.reads_from("memory"), ix.reads_from("blocking")), (1, 0));
+
+    // Reopened: the post is in a table file whose blocks nothing has read.
+    ix.reopen();
+    let from_disk = ix.call(Operation::FindContent, &find).await;
+    assert_eq!(from_disk.body, fresh.body);
+    assert_eq!((ix.reads_from("memory"), ix.reads_from("blocking")), (0, 1));
+    let cached = ix.call(Operation::FindContent, &find).await;
+    assert_eq!(cached.body, fresh.body);
+    assert_eq!((ix.reads_from("memory"), ix.reads_from("blocking")), (1, 1));
 }

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# CPU per FindContent, ours against the PostgreSQL peer, in one run (issue 15, goal 2).
+#
+#   benches/scripts/lookup-cpu.sh [ROUNDS] [NAME=BINARY[:FLAGS]...]
+#
+# Ours: each ei-server variant (default: this checkout's release build, access log on
+# and off) runs as its own process on a copy of one index of POSTS posts pre-loaded by
+# ei-load; wrk (C, 2 threads, 16 connections) sends FindContent returning ROWS posts
+# for random residents (benches/scripts/find.lua) for SECS seconds after a 3-second
+# warm-up; the server's CPU is read from /proc/PID/stat around the timed run. FLAGS
+# are extra ei-server flags, comma-separated (e.g. `--audit,false`).
+# The peer: the platform's one-table design on PostgreSQL (../shared/tools/pg_baseline.py
+# start + load, POSTS posts), its lookups by pgbench with the tool's own FindContent
+# script (`-M prepared -c 16 -j 2`, the rows of one resident and domain), the
+# PostgreSQL server's CPU as that of every process of its user, reaped backends included
+# (the postmaster's cutime and cstime). The variants and the peer alternate ROUNDS times.
+#
+# Output: one line per measurement (lookups/s, p99 where the client reports it, CPU µs
+# per lookup, cores), then a table of medians with each variant's CPU per lookup over
+# the peer's. Environment: POSTS (1000000), SECS (10), ROWS (10), PG_BASELINE,
+# EI_BENCH_VENV (as scripts/bench-pg.sh), EI_BENCH_DIR (parent of the work dir, /tmp).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+ROUNDS="${1:-3}"
+shift || true
+POSTS="${POSTS:-1000000}" SECS="${SECS:-10}" ROWS="${ROWS:-10}"
+say() { echo "[$(date -u +%H:%M:%S)] lookup-cpu: $*" >&2; }
+
+baseline=${PG_BASELINE:-$repo/../shared/tools/pg_baseline.py}
+[ -f "$baseline" ] || { echo "lookup-cpu.sh: no $baseline (set PG_BASELINE)" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "lookup-cpu.sh: needs wrk (Debian package wrk)" >&2; exit 2; }
+venv=${EI_BENCH_VENV:-$HOME/.cache/ei-bench-venv}
+if ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+  say "creating $venv with psycopg"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "psycopg[binary]"
+fi
+py="$venv/bin/python"
+
+scripts/setup.sh
+source scripts/env.sh
+bin="$CARGO_TARGET_DIR/release"
+say "building ei-server and ei-load (release)"
+cargo build --release --quiet -p ei-server -p ei-benches --bins
+VARIANTS=("$@")
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("audit-on=$bin/ei-server" "audit-off=$bin/ei-server:--audit,false")
+
+work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-lookup-cpu.XXXXXX")
+chmod 755 "$work" # PostgreSQL runs as user postgres when we are root
+port=55433
+peer=("$py" "$baseline" --workdir "$work/pg" --port "$port" --rows "$POSTS" --quiet-wait 5)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" || true; fi
+  "${peer[@]}" stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ticks=$(getconf CLK_TCK)
+# CPU ticks (user + system) of one process.
+proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# CPU ticks of every process of `user`, with the children each has reaped.
+user_ticks() {
+  local uid total=0 pid t
+  uid=$(id -u "$1")
+  for pid in $(pgrep -U "$uid"); do
+    t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
+    total=$((total + t))
+  done
+  echo "$total"
+}
+results="$work/results.tsv"
+: >"$results"
+# record NAME LOOKUPS_PER_S P99_MS CPU_TICKS SECONDS
+record() {
+  awk -v n="$1" -v r="$2" -v p="$3" -v c="$4" -v s="$5" -v hz="$ticks" 'BEGIN {
+    us = c / hz / (r * s) * 1e6; printf "%s\t%.0f\t%s\t%.1f\t%.2f\n", n, r, p, us, c / hz / s }' \
+    | tee -a "$results" | awk -F'\t' '{ printf "  %-12s %8s lookups/s  p99 %-9s %6s µs CPU per lookup  %s cores\n", $1, $2, $3, $4, $5 }' >&2
+}
+
+say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "peer: PostgreSQL with $POSTS posts (pg_baseline.py start, load)"
+"${peer[@]}" start
+"${peer[@]}" load
+# The tool's FindContent: a 1-second run makes its database (ei_run) and its pgbench script.
+"${peer[@]}" find --clients 16 --duration 1 >/dev/null
+pgbench_run() {
+  "$(scripts/pg.sh bindir)/pgbench" -n -M prepared -c 16 -j 2 -T "$1" -f "$work/pg/findcontent.sql" \
+    -h "$work/pg/sock" -p "$port" -U postgres ei_run
+}
+
+say "ours: pre-loading $POSTS posts"
+listen=127.0.0.1:18590
+start_server() { # BINARY DATA_DIR [FLAG...]
+  local b=$1 d=$2
+  shift 2
+  RUST_LOG=warn "$b" --listen "$listen" --admin-listen 127.0.0.1:0 --data-dir "$d" \
+    --hsa-id 5565594230 "$@" >>"$work/server.log" 2>&1 &
+  server_pid=$!
+  until curl -sf "http://$listen/ready" >/dev/null; do
+    kill -0 "$server_pid" 2>/dev/null || { tail "$work/server.log" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""; }
+start_server "$bin/ei-server" "$work/template"
+"$bin/ei-load" --url "http://$listen" --preload "$POSTS" --update-clients '' --single-clients '' \
+  --find-clients "" --mixed-find-clients 0 --compact false >/dev/null
+stop_server
+
+for round in $(seq 1 "$ROUNDS"); do
+  say "round $round of $ROUNDS, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  for v in "${VARIANTS[@]}"; do
+    name="${v%%=*}" spec="${v#*=}"
+    b="${spec%%:*}" flags=()
+    [ "$spec" != "$b" ] && IFS=, read -r -a flags <<<"${spec#*:}"
+    rm -rf "$work/data" && cp -r "$work/template" "$work/data"
+    start_server "$b" "$work/data" "${flags[@]}"
+    wrk -t2 -c16 -d3s -s benches/scripts/find.lua "http://$listen" -- "$POSTS" "$ROWS" >/dev/null
+    t0=$(proc_ticks "$server_pid")
+    out=$(wrk -t2 -c16 -d"${SECS}s" --latency -s benches/scripts/find.lua "http://$listen" -- "$POSTS" "$ROWS")
+    t1=$(proc_ticks "$server_pid")
+    grep -q 'Non-2xx' <<<"$out" && { echo "$out" >&2; echo "lookup-cpu.sh: $name answered non-200" >&2; exit 1; }
+    rate=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    curl -s "http://$listen/metrics" | grep '^ei_find_reads_total' | tr '\n' ' ' >&2 && echo >&2
+    stop_server
+    record "$name" "$rate" "$p99" $((t1 - t0)) "$SECS"
+  done
+  pgbench_run 3 >/dev/null
+  t0=$(user_ticks postgres)
+  out=$(pgbench_run "$SECS")
+  t1=$(user_ticks postgres)
+  rate=$(awk '/^tps = / { print $3 }' <<<"$out")
+  record postgresql "$rate" - $((t1 - t0)) "$SECS"
+done
+
+say "medians of $ROUNDS rounds ($POSTS posts, $ROWS rows per lookup, ${SECS}-s runs)"
+"$py" - "$results" <<'EOF'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+names = list(dict.fromkeys(r[0] for r in rows))
+med = {n: statistics.median(float(r[3]) for r in rows if r[0] == n) for n in names}
+rate = {n: statistics.median(float(r[1]) for r in rows if r[0] == n) for n in names}
+print("| | lookups/s | CPU per lookup | × PostgreSQL's |")
+print("|---|---:|---:|---:|")
+for n in names:
+    print(f"| {n} | {rate[n]:,.0f} | {med[n]:.1f} µs | {med[n] / med['postgresql']:.2f} |")
+EOF
