@@ -3,8 +3,8 @@
 -- instead of) ei-load. Needs an index pre-loaded by ei-load (`--preload N`) on a
 -- server with HSA-id 5565594230:
 --
---   ei-load --url http://127.0.0.1:8080 --preload 1000000 --update-clients '' \
---     --single-clients '' --find-clients '' --mixed-find-clients 0 --compact false
+--   ei-load --url http://127.0.0.1:8080 --preload 1000000 --update-clients 0 \
+--     --single-clients 0 --find-clients 0 --mixed-find-clients 0 --compact false
 --   wrk -t2 -c16 -d10s --latency -s benches/scripts/find.lua http://127.0.0.1:8080 \
 --     -- 1000000 50
 --

@@ -13,7 +13,8 @@
 # start + load, POSTS posts), its lookups by pgbench with the tool's own FindContent
 # script (`-M prepared -c 16 -j 2`, the rows of one resident and domain), the
 # PostgreSQL server's CPU as that of every process of its user, reaped backends included
-# (the postmaster's cutime and cstime). The variants and the peer alternate ROUNDS times.
+# (the postmaster's cutime and cstime), over the tool's unix socket and again over TCP on
+# loopback (as our lookups travel). The variants and the peer alternate ROUNDS times.
 #
 # Output: one line per measurement (lookups/s, p99 where the client reports it, CPU µs
 # per lookup, cores), then a table of medians with each variant's CPU per lookup over
@@ -88,9 +89,19 @@ say "peer: PostgreSQL with $POSTS posts (pg_baseline.py start, load)"
 "${peer[@]}" load
 # The tool's FindContent: a 1-second run makes its database (ei_run) and its pgbench script.
 "${peer[@]}" find --clients 16 --duration 1 >/dev/null
-pgbench_run() {
+pgbench_run() { # SECONDS HOST
   "$(scripts/pg.sh bindir)/pgbench" -n -M prepared -c 16 -j 2 -T "$1" -f "$work/pg/findcontent.sql" \
-    -h "$work/pg/sock" -p "$port" -U postgres ei_run
+    -h "$2" -p "$port" -U postgres ei_run
+}
+# Waits until pgbench's backends have exited and been reaped (their CPU is then in
+# the postmaster's cutime, not lost between a read of their /proc entry and the reap).
+pg_settle() {
+  for _ in $(seq 50); do
+    pgrep -U "$(id -u postgres)" -f 'postgres: .* ei_run' >/dev/null || return 0
+    sleep 0.1
+  done
+  echo "lookup-cpu.sh: pgbench's backends did not end" >&2
+  exit 1
 }
 
 say "ours: pre-loading $POSTS posts"
@@ -108,8 +119,8 @@ start_server() { # BINARY DATA_DIR [FLAG...]
 }
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""; }
 start_server "$bin/ei-server" "$work/template"
-"$bin/ei-load" --url "http://$listen" --preload "$POSTS" --update-clients '' --single-clients '' \
-  --find-clients "" --mixed-find-clients 0 --compact false >/dev/null
+"$bin/ei-load" --url "http://$listen" --preload "$POSTS" --update-clients 0 --single-clients 0 \
+  --find-clients 0 --mixed-find-clients 0 --compact false >/dev/null
 stop_server
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -131,12 +142,19 @@ for round in $(seq 1 "$ROUNDS"); do
     stop_server
     record "$name" "$rate" "$p99" $((t1 - t0)) "$SECS"
   done
-  pgbench_run 3 >/dev/null
-  t0=$(user_ticks postgres)
-  out=$(pgbench_run "$SECS")
-  t1=$(user_ticks postgres)
-  rate=$(awk '/^tps = / { print $3 }' <<<"$out")
-  record postgresql "$rate" - $((t1 - t0)) "$SECS"
+  # The tool's unix socket, and TCP on loopback as our lookups travel.
+  for host in "$work/pg/sock" 127.0.0.1; do
+    name=postgresql
+    [ "$host" = 127.0.0.1 ] && name=postgresql-tcp
+    pgbench_run 3 "$host" >/dev/null
+    pg_settle
+    t0=$(user_ticks postgres)
+    out=$(pgbench_run "$SECS" "$host")
+    pg_settle
+    t1=$(user_ticks postgres)
+    rate=$(awk '/^tps = / { print $3 }' <<<"$out")
+    record "$name" "$rate" - $((t1 - t0)) "$SECS"
+  done
 done
 
 say "medians of $ROUNDS rounds ($POSTS posts, $ROWS rows per lookup, ${SECS}-s runs)"

@@ -49,15 +49,19 @@ impl Auditor {
     }
 
     /// Starts the appender and the retention clean-up (`retention_days` 0 = keep
-    /// forever) for `store`.
-    pub fn start(store: Arc<Store>, retention_days: u64) -> std::io::Result<Auditor> {
+    /// forever) for `store`, on a thread `nice` nicer than the caller (background
+    /// work: lookups get the CPU first, see [`crate::priority`]).
+    pub fn start(store: Arc<Store>, retention_days: u64, nice: u8) -> std::io::Result<Auditor> {
         let metrics = store.metrics().clone();
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let appender = {
             let store = store.clone();
             std::thread::Builder::new()
                 .name("ei-audit".into())
-                .spawn(move || append_loop(&store, &rx, retention_days))?
+                .spawn(move || {
+                    crate::priority::lower_current_thread(nice);
+                    append_loop(&store, &rx, retention_days)
+                })?
         };
         Ok(Auditor {
             queue: Some(tx),
@@ -149,6 +153,9 @@ fn append_loop(store: &Store, rx: &mpsc::Receiver<Msg>, retention_days: u64) {
             Err(mpsc::RecvTimeoutError::Timeout) => false,
         };
         if !pending.is_empty() {
+            // In key order (resident, then time), RocksDB inserts each record next
+            // to the one before it instead of searching the memtable from its top.
+            pending.sort_by(|a, b| (&a.resident, a.time_ms).cmp(&(&b.resident, b.time_ms)));
             if let Err(e) = store.append_audit(&pending) {
                 let n = pending.len() as u64;
                 let total = store

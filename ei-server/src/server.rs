@@ -135,7 +135,7 @@ pub async fn run_with_store(
     let auditor = Arc::new(if config.audit {
         let store = store.clone();
         let days = config.audit_retention_days;
-        crate::audit::Auditor::start(store, days)?
+        crate::audit::Auditor::start(store, days, config.write_nice)?
     } else {
         crate::audit::Auditor::off(store.metrics().clone())
     });

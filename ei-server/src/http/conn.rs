@@ -240,9 +240,17 @@ async fn connection<I>(
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut stopping = false;
+    // One timer for the connection's life, moved only when the deadline does: while a
+    // request is handled there is none, and the timer left armed firing early finds
+    // nothing expired (cheaper than re-arming it at every wake-up).
+    let check = tokio::time::sleep(limits.idle);
+    tokio::pin!(check);
     loop {
-        let now = Instant::now();
-        let check_at = activity.deadline(&limits).unwrap_or(now + limits.idle);
+        if let Some(at) = activity.deadline(&limits) {
+            if check.deadline() != at {
+                check.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -251,7 +259,7 @@ async fn connection<I>(
                 return;
             }
             _ = activity.changed.notified() => {}
-            _ = tokio::time::sleep_until(check_at) => {
+            _ = check.as_mut() => {
                 match activity.expired(&limits, Instant::now()) {
                     Some(Phase::Head) => {
                         stats.header_timeouts.fetch_add(1, Relaxed);
@@ -262,7 +270,12 @@ async fn connection<I>(
                         stats.idle_closed.fetch_add(1, Relaxed);
                         return;
                     }
-                    None => {}
+                    None => {
+                        // Not expired (a request is handled, or one ended since):
+                        // look again within the shortest timeout (never late).
+                        let later = Instant::now() + limits.idle.min(limits.header_read);
+                        check.as_mut().reset(later);
+                    }
                 }
             }
             _ = stopped(&mut stop), if !stopping => {
@@ -348,26 +361,26 @@ impl Activity {
 struct RequestGuard(Arc<Activity>);
 
 impl RequestGuard {
+    /// No wake-up for the watchdog: a handled request has no deadline, so the one it
+    /// has armed can only fire early, and finds nothing expired.
     fn start(a: Arc<Activity>) -> RequestGuard {
-        {
-            let mut s = a.lock();
-            s.in_flight += 1;
-            s.head_started = None;
-        }
-        a.changed.notify_one();
+        let mut s = a.lock();
+        s.in_flight += 1;
+        s.head_started = None;
+        drop(s);
         RequestGuard(a)
     }
 }
 
 impl Drop for RequestGuard {
+    /// The idle deadline starts now, later than any the watchdog has armed; when that
+    /// one fires, the watchdog moves on to this one (no wake-up needed here either).
     fn drop(&mut self) {
         let mut s = self.0.lock();
         s.in_flight -= 1;
         if s.in_flight == 0 {
             s.idle_since = Instant::now();
         }
-        drop(s);
-        self.0.changed.notify_one();
     }
 }
 

@@ -224,6 +224,30 @@ pub fn key_tail_parts(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; 8], Co
 
 /// `N` encoded key parts, borrowed unless a part holds an escaped `0x00`.
 fn split_parts<const N: usize>(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; N], Corrupt> {
+    // The usual key has no escaped byte (its escape, 0xFF, is not UTF-8): one UTF-8
+    // check of the whole key, then every 0x00 ends a part.
+    if let Some(parts) = std::str::from_utf8(bytes).ok().and_then(split_plain) {
+        return Ok(parts);
+    }
+    split_escaped(bytes)
+}
+
+/// [`split_parts`] of a key that is UTF-8 throughout; `None` unless it is exactly `N`
+/// terminated parts (then [`split_escaped`] decides, and names what is wrong).
+fn split_plain<const N: usize>(text: &str) -> Option<[std::borrow::Cow<'_, str>; N]> {
+    let mut parts: [std::borrow::Cow<'_, str>; N] = std::array::from_fn(|_| Default::default());
+    let mut rest = text;
+    for part in parts.iter_mut() {
+        let end = rest.find('\0')?;
+        (rest.as_bytes().get(end + 1) == Some(&TERMINATOR)).then_some(())?;
+        *part = std::borrow::Cow::Borrowed(&rest[..end]);
+        rest = &rest[end + 2..];
+    }
+    rest.is_empty().then_some(parts)
+}
+
+/// [`split_parts`] byte by byte, undoing escapes.
+fn split_escaped<const N: usize>(bytes: &[u8]) -> Result<[std::borrow::Cow<'_, str>; N], Corrupt> {
     let mut parts: [std::borrow::Cow<'_, str>; N] = std::array::from_fn(|_| Default::default());
     let mut rest = bytes;
     for part in parts.iter_mut() {
@@ -652,6 +676,22 @@ mod tests {
             let kb = EngagementKey::from_parts(b.clone().try_into().unwrap());
             prop_assert_eq!(encode_key(&ka).cmp(&encode_key(&kb)), a.cmp(&b));
             prop_assert_eq!(decode_key(&encode_key(&ka)).unwrap(), ka);
+        }
+
+        /// Both ways of splitting a key (the whole-key UTF-8 check when nothing is
+        /// escaped, byte by byte otherwise) give back its parts, and cut or padded
+        /// keys are errors.
+        #[test]
+        fn key_parts_round_trip(a in proptest::collection::vec("[\\x00-\\x02a-cå]{0,3}", 9),
+                                cut in 1usize..4) {
+            let k = EngagementKey::from_parts(a.clone().try_into().unwrap());
+            let bytes = encode_key(&k);
+            let parts = key_parts(&bytes).unwrap().map(|p| p.into_owned());
+            prop_assert_eq!(parts.to_vec(), a);
+            prop_assert!(key_parts(&bytes[..bytes.len() - cut.min(bytes.len())]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(b'x');
+            prop_assert!(key_parts(&longer).is_err());
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Reads first (`--write-nice`): in the server's own process, the threads that do
-//! write work (the write runtime `ei-write`, the store's writer) run niced and the request path does not; writes and lookups still
-//! work.
+//! write work (the write runtime `ei-write`, the store's writer, the access log's
+//! appender) run niced and the request path does not; writes and lookups still work.
 
 use ei_e2e::{find_body, update_body, ServerProcess};
 
@@ -60,6 +60,7 @@ async fn write_work_runs_niced_and_lookups_do_not() {
     assert!(!writes.is_empty(), "no ei-write threads: {all:?}");
     assert!(writes.iter().all(|&n| n == want), "{all:?}");
     assert_eq!(nice_of(&all, "ei-store-writer"), vec![want], "{all:?}");
+    assert_eq!(nice_of(&all, "ei-audit"), vec![want], "access log: {all:?}");
     let workers = nice_of(&all, "tokio-rt-worker");
     assert!(!workers.is_empty(), "{all:?}");
     assert!(workers.iter().all(|&n| n == base), "request path: {all:?}");
