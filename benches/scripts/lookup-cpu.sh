@@ -18,14 +18,16 @@
 #
 # Output: one line per measurement (lookups/s, p99 where the client reports it, CPU µs
 # per lookup, cores), then a table of medians with each variant's CPU per lookup over
-# the peer's. Environment: POSTS (1000000), SECS (10), ROWS (10), PG_BASELINE,
+# the peer's. Environment: POSTS (1000000), SECS (10), ROWS (10), FILL (0: posts that
+# ei-fill writes into our index first, varied data in the bottom levels under the
+# pre-loaded posts the lookups ask for, as in an index that has lived), PG_BASELINE,
 # EI_BENCH_VENV (as scripts/bench-pg.sh), EI_BENCH_DIR (parent of the work dir, /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 ROUNDS="${1:-3}"
 shift || true
-POSTS="${POSTS:-1000000}" SECS="${SECS:-10}" ROWS="${ROWS:-10}"
+POSTS="${POSTS:-1000000}" SECS="${SECS:-10}" ROWS="${ROWS:-10}" FILL="${FILL:-0}"
 say() { echo "[$(date -u +%H:%M:%S)] lookup-cpu: $*" >&2; }
 
 baseline=${PG_BASELINE:-$repo/../shared/tools/pg_baseline.py}
@@ -118,6 +120,10 @@ start_server() { # BINARY DATA_DIR [FLAG...]
   done
 }
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""; }
+if [ "$FILL" -gt 0 ]; then
+  say "ours: ei-fill writes $FILL varied posts under them"
+  "$bin/ei-fill" --data-dir "$work/template" --posts "$FILL" >/dev/null
+fi
 start_server "$bin/ei-server" "$work/template"
 "$bin/ei-load" --url "http://$listen" --preload "$POSTS" --update-clients 0 --single-clients 0 \
   --find-clients 0 --mixed-find-clients 0 --compact false >/dev/null
