@@ -8,7 +8,8 @@
 # ei-load; wrk (C, 2 threads, 16 connections) sends FindContent returning ROWS posts
 # for random residents (benches/scripts/find.lua) for SECS seconds after a 3-second
 # warm-up; the server's CPU is read from /proc/PID/stat around the timed run. FLAGS
-# are extra ei-server flags, comma-separated (e.g. `--audit,false`).
+# are extra ei-server flags, comma-separated (e.g. `--audit,false`). The server logs
+# at its default level (info) unless SERVER_RUST_LOG says otherwise.
 # The peer: the platform's one-table design on PostgreSQL (../shared/tools/pg_baseline.py
 # start + load, POSTS posts), its lookups by pgbench with the tool's own FindContent
 # script (`-M prepared -c 16 -j 2`, the rows of one resident and domain), the
@@ -53,7 +54,7 @@ work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-lookup-cpu.XXXXXX")
 chmod 755 "$work" # PostgreSQL runs as user postgres when we are root
 port=55433
 peer=("$py" "$baseline" --workdir "$work/pg" --port "$port" --rows "$POSTS" --quiet-wait 5)
-server_pid=""
+source benches/scripts/lib.sh
 cleanup() {
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" || true; fi
   "${peer[@]}" stop >/dev/null 2>&1 || true
@@ -63,9 +64,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ticks=$(getconf CLK_TCK)
-# CPU ticks (user + system) of one process.
-proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 # CPU ticks of every process of `user`, with the children each has reaped.
 user_ticks() {
   local uid total=0 pid t
@@ -106,44 +104,18 @@ pg_settle() {
   exit 1
 }
 
-say "ours: pre-loading $POSTS posts"
-listen=127.0.0.1:18590
-start_server() { # BINARY DATA_DIR [FLAG...]
-  local b=$1 d=$2
-  shift 2
-  RUST_LOG=warn "$b" --listen "$listen" --admin-listen 127.0.0.1:0 --data-dir "$d" \
-    --hsa-id 5565594230 "$@" >>"$work/server.log" 2>&1 &
-  server_pid=$!
-  until curl -sf "http://$listen/ready" >/dev/null; do
-    kill -0 "$server_pid" 2>/dev/null || { tail "$work/server.log" >&2; exit 1; }
-    sleep 0.2
-  done
-}
-stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""; }
-if [ "$FILL" -gt 0 ]; then
-  say "ours: ei-fill writes $FILL varied posts under them"
-  "$bin/ei-fill" --data-dir "$work/template" --posts "$FILL" >/dev/null
-fi
-start_server "$bin/ei-server" "$work/template"
-"$bin/ei-load" --url "http://$listen" --preload "$POSTS" --update-clients 0 --single-clients 0 \
-  --find-clients 0 --mixed-find-clients 0 --compact false >/dev/null
-stop_server
+say "ours: pre-loading $POSTS posts (FILL: $FILL under them)"
+make_template
 
 for round in $(seq 1 "$ROUNDS"); do
   say "round $round of $ROUNDS, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   for v in "${VARIANTS[@]}"; do
-    name="${v%%=*}" spec="${v#*=}"
-    b="${spec%%:*}" flags=()
-    [ "$spec" != "$b" ] && IFS=, read -r -a flags <<<"${spec#*:}"
-    rm -rf "$work/data" && cp -r "$work/template" "$work/data"
-    start_server "$b" "$work/data" "${flags[@]}"
-    wrk -t2 -c16 -d3s -s benches/scripts/find.lua "http://$listen" -- "$POSTS" "$ROWS" >/dev/null
+    start_variant "$v"
+    wrk_find 3 >/dev/null
     t0=$(proc_ticks "$server_pid")
-    out=$(wrk -t2 -c16 -d"${SECS}s" --latency -s benches/scripts/find.lua "http://$listen" -- "$POSTS" "$ROWS")
+    result=$(wrk_find "$SECS")
+    read -r rate p99 <<<"$result"
     t1=$(proc_ticks "$server_pid")
-    grep -q 'Non-2xx' <<<"$out" && { echo "$out" >&2; echo "lookup-cpu.sh: $name answered non-200" >&2; exit 1; }
-    rate=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
     curl -s "http://$listen/metrics" | grep '^ei_find_reads_total' | tr '\n' ' ' >&2 && echo >&2
     stop_server
     record "$name" "$rate" "$p99" $((t1 - t0)) "$SECS"

@@ -135,10 +135,12 @@ pub(super) fn put_records(
     cf: &rocksdb::ColumnFamily,
     records: &[AuditRecord],
 ) {
+    let mut value = Vec::with_capacity(128);
     for r in records {
         let key = schema::audit_key(&r.resident, r.time_ms, next_seq());
-        let value = serde_json::to_vec(r).expect("an audit record serializes");
-        batch.put_cf(cf, key, value);
+        value.clear();
+        schema::encode_audit_value(&mut value, r);
+        batch.put_cf(cf, key, &value);
     }
 }
 
@@ -195,10 +197,7 @@ impl Store {
             if out.len() >= limit {
                 break;
             }
-            out.push(
-                serde_json::from_slice(&value)
-                    .map_err(|e| schema::Corrupt(format!("an audit record does not parse: {e}")))?,
-            );
+            out.push(schema::decode_audit_value(&value, resident)?);
         }
         Ok(out)
     }
