@@ -4,8 +4,8 @@
 #
 #   benches/scripts/isolation.sh [ROUNDS] [NAME=BINARY[:FLAGS]...]
 #
-# Each ei-server variant (default: this checkout's release build at write_nice 15 and
-# at 0) runs as its own process on a copy of one index of POSTS posts pre-loaded by
+# Each ei-server variant (default: this checkout's release build at write_nice 19, the
+# server's default, and at 0) runs as its own process on a copy of one index of POSTS posts pre-loaded by
 # ei-load. Lookups come from wrk (C, 2 threads, 16 connections, benches/scripts/find.lua,
 # ROWS rows), so the load client's own CPU is small; the writers are ei-load clients
 # sending 1000-post Updates that change posts of the same residents, as fast as they
@@ -17,12 +17,15 @@
 # over alone, in the same server run): lookups' req/s and p99 beside 1 writer, the
 # writer's posts/s over its solo rate, lookups' p99 beside 4 writers.
 # Environment: POSTS (1000000), SECS (10), ROWS (10), FILL (0, see lookup-cpu.sh),
+# WRITER_NICE (0: the nice value of the Update client, whose building of 1000-post
+# bodies competes for this machine's cores as a remote producer's would not),
 # SERVER_RUST_LOG, EI_BENCH_DIR (parent of the work dir, /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS="${1:-2}"
 shift || true
 POSTS="${POSTS:-1000000}" SECS="${SECS:-10}" ROWS="${ROWS:-10}" FILL="${FILL:-0}"
+WRITER_NICE="${WRITER_NICE:-0}"
 say() { echo "[$(date -u +%H:%M:%S)] isolation: $*" >&2; }
 command -v wrk >/dev/null || { echo "isolation.sh: needs wrk (Debian package wrk)" >&2; exit 2; }
 
@@ -32,7 +35,7 @@ bin="$CARGO_TARGET_DIR/release"
 say "building ei-server and ei-load (release)"
 cargo build --release --quiet -p ei-server -p ei-benches --bins
 VARIANTS=("$@")
-[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("nice15=$bin/ei-server:--write-nice,15" "nice0=$bin/ei-server:--write-nice,0")
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("nice19=$bin/ei-server:--write-nice,19" "nice0=$bin/ei-server:--write-nice,0")
 
 work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-isolation.XXXXXX")
 source benches/scripts/lib.sh
@@ -48,7 +51,7 @@ trap 'exit 143' TERM
 
 # update_run CLIENTS SECONDS: 1000-post changed Updates; prints posts/s.
 update_run() {
-  "$bin/ei-load" --url "http://$listen" --preload 0 --preloaded "$POSTS" --update-kind changed \
+  nice -n "$WRITER_NICE" "$bin/ei-load" --url "http://$listen" --preload 0 --preloaded "$POSTS" --update-kind changed \
     --update-clients "$1" --single-clients 0 --find-clients 0 --mixed-find-clients 0 \
     --verify count --secs "$2" --json >"$work/update.json"
   python3 -c 'import json, sys

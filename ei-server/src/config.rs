@@ -329,7 +329,7 @@ impl Default for Config {
             max_connections: 1024,
             max_in_flight: 64,
             writer_queue: 128,
-            write_nice: 15,
+            write_nice: 19,
             drain_timeout_ms: 30_000,
             min_free_disk_mb: 512,
             tls_cert: None,
@@ -671,7 +671,7 @@ pub struct Args {
     /// Reads first: write requests (parsing, rules, the store's writer thread,
     /// RocksDB's compactions) run on threads this much nicer (0..=19) than
     /// FindContent, so the kernel gives lookups the CPU first; 0 = same priority
-    /// [default: 15].
+    /// [default: 19].
     #[arg(long, env = "EI_WRITE_NICE", value_name = "N")]
     pub write_nice: Option<u8>,
     /// On SIGTERM or Ctrl-C, in-flight requests get this many ms to finish; then the

@@ -7,7 +7,7 @@
 //! of its own ([`WriteRuntime`]) whose threads are niced by `write_nice`; the
 //! store's writer thread and RocksDB's compaction threads are niced too. The kernel
 //! then runs a runnable lookup before write work, and writes get what lookups
-//! leave (the scheduler shares CPU by weight: nice 15, the default, weighs 36
+//! leave (the scheduler shares CPU by weight: nice 19, the default, weighs 15
 //! against nice 0's 1024). Write work never blocks a lookup's executor thread, and
 //! a lookup never waits behind the parsing of a 1 MB Update on the same worker.
 //!
