@@ -42,26 +42,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-say() { echo "[$(date -u +%H:%M:%S)] bench-pg: $*" >&2; }
+bench=bench-pg
+source benches/scripts/lib.sh
 
 baseline=${PG_BASELINE:-$repo/../shared/tools/pg_baseline.py}
 [ -f "$baseline" ] || { echo "bench-pg.sh: no $baseline (set PG_BASELINE)" >&2; exit 2; }
-venv=${EI_BENCH_VENV:-$HOME/.cache/ei-bench-venv}
-if ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
-  say "creating $venv with psycopg"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet "psycopg[binary]"
-fi
-py="$venv/bin/python"
-
-scripts/setup.sh
-source scripts/env.sh
-say "building ei-server and ei-load (release)"
-cargo build --release --quiet -p ei-server -p ei-benches --bins
-bin="$CARGO_TARGET_DIR/release"
-
-work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-bench-pg.XXXXXX")
-chmod 755 "$work" # the server runs as user postgres when we are root
+py=$(bench_python)
+bench_setup
 port=55432
 peer=("$py" "$baseline" --workdir "$work/pg" --port "$port" --rows "$posts" --requests "$requests" --quiet-wait 10)
 server_pid=""

@@ -26,19 +26,12 @@ ROUNDS="${1:-2}"
 shift || true
 POSTS="${POSTS:-1000000}" SECS="${SECS:-10}" ROWS="${ROWS:-10}" FILL="${FILL:-0}"
 WRITER_NICE="${WRITER_NICE:-0}"
-say() { echo "[$(date -u +%H:%M:%S)] isolation: $*" >&2; }
-command -v wrk >/dev/null || { echo "isolation.sh: needs wrk (Debian package wrk)" >&2; exit 2; }
-
-scripts/setup.sh
-source scripts/env.sh
-bin="$CARGO_TARGET_DIR/release"
-say "building ei-server and ei-load (release)"
-cargo build --release --quiet -p ei-server -p ei-benches --bins
+bench=isolation
+source benches/scripts/lib.sh
+need_wrk
+bench_setup
 VARIANTS=("$@")
 [ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("nice19=$bin/ei-server:--write-nice,19" "nice0=$bin/ei-server:--write-nice,0")
-
-work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-isolation.XXXXXX")
-source benches/scripts/lib.sh
 writers=""
 cleanup() {
   [ -n "$writers" ] && kill "$writers" 2>/dev/null || true

@@ -1,7 +1,41 @@
 # Shared by the benchmark scripts that run ei-server as its own process against an
-# index pre-loaded by ei-load (lookup-cpu.sh, isolation.sh). Source it after
-# `cd` to the repository root and `source scripts/env.sh`; it expects `work` (a work
-# dir), `bin` (the release binaries), POSTS and FILL, and sets `server_pid`.
+# index pre-loaded by ei-load (lookup-cpu.sh, isolation.sh), and by
+# scripts/bench-pg.sh for its Python. Source it from the repository root and set
+# `bench` (the script's name, for messages); [`bench_setup`] then builds the release
+# binaries and makes the work dir. The server functions expect `work`, `bin`, POSTS,
+# ROWS and FILL, and set `server_pid`.
+
+say() { echo "[$(date -u +%H:%M:%S)] $bench: $*" >&2; }
+
+# need_wrk: stops with a message unless wrk is installed.
+need_wrk() {
+  command -v wrk >/dev/null || { echo "$bench: needs wrk (Debian package wrk)" >&2; exit 2; }
+}
+
+# bench_setup: the machine set up (scripts/setup.sh), the release ei-server,
+# ei-load and ei-fill built; sets `bin` and `work` (a new dir under EI_BENCH_DIR,
+# default /tmp, readable by PostgreSQL's user).
+bench_setup() {
+  scripts/setup.sh
+  source scripts/env.sh
+  bin="$CARGO_TARGET_DIR/release"
+  say "building ei-server and ei-load (release)"
+  cargo build --release --quiet -p ei-server -p ei-benches --bins
+  work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-$bench.XXXXXX")
+  chmod 755 "$work"
+}
+
+# bench_python: the Python of a venv with psycopg (EI_BENCH_VENV, default
+# ~/.cache/ei-bench-venv), created when missing; prints its path.
+bench_python() {
+  local venv=${EI_BENCH_VENV:-$HOME/.cache/ei-bench-venv}
+  if ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+    say "creating $venv with psycopg"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet "psycopg[binary]" >&2
+  fi
+  echo "$venv/bin/python"
+}
 
 listen=127.0.0.1:18590
 server_pid=""

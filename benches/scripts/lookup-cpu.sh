@@ -29,32 +29,18 @@ repo=$(pwd)
 ROUNDS="${1:-3}"
 shift || true
 POSTS="${POSTS:-1000000}" SECS="${SECS:-10}" ROWS="${ROWS:-10}" FILL="${FILL:-0}"
-say() { echo "[$(date -u +%H:%M:%S)] lookup-cpu: $*" >&2; }
+bench=lookup-cpu
+source benches/scripts/lib.sh
+need_wrk
 
 baseline=${PG_BASELINE:-$repo/../shared/tools/pg_baseline.py}
 [ -f "$baseline" ] || { echo "lookup-cpu.sh: no $baseline (set PG_BASELINE)" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "lookup-cpu.sh: needs wrk (Debian package wrk)" >&2; exit 2; }
-venv=${EI_BENCH_VENV:-$HOME/.cache/ei-bench-venv}
-if ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
-  say "creating $venv with psycopg"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet "psycopg[binary]"
-fi
-py="$venv/bin/python"
-
-scripts/setup.sh
-source scripts/env.sh
-bin="$CARGO_TARGET_DIR/release"
-say "building ei-server and ei-load (release)"
-cargo build --release --quiet -p ei-server -p ei-benches --bins
+py=$(bench_python)
+bench_setup
 VARIANTS=("$@")
 [ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("audit-on=$bin/ei-server" "audit-off=$bin/ei-server:--audit,false")
-
-work=$(mktemp -d "${EI_BENCH_DIR:-/tmp}/ei-lookup-cpu.XXXXXX")
-chmod 755 "$work" # PostgreSQL runs as user postgres when we are root
 port=55433
 peer=("$py" "$baseline" --workdir "$work/pg" --port "$port" --rows "$POSTS" --quiet-wait 5)
-source benches/scripts/lib.sh
 cleanup() {
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" || true; fi
   "${peer[@]}" stop >/dev/null 2>&1 || true

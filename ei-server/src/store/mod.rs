@@ -218,6 +218,42 @@ pub struct Store {
     faults: Arc<Faults>,
 }
 
+/// What a store and its writer thread share, made from what the backend read at open.
+struct Shared {
+    count: Arc<AtomicU64>,
+    /// The store's side of the commits channel (the writer gets the sender).
+    commits: tokio::sync::watch::Receiver<u64>,
+    lock: Arc<lock::LockState>,
+    stats: Arc<Mutex<stats::PostStats>>,
+    queued: Arc<AtomicU64>,
+    faults: Arc<Faults>,
+    health: Arc<Health>,
+}
+
+impl Shared {
+    /// The shared state at open, and the sender that publishes the next outbox
+    /// sequence number after each commit (starting at `next_seq`).
+    fn new(
+        count: u64,
+        next_seq: u64,
+        lock: WriteLock,
+        stats: stats::PostStats,
+        health: Health,
+    ) -> (Shared, tokio::sync::watch::Sender<u64>) {
+        let (commits_tx, commits) = tokio::sync::watch::channel(next_seq);
+        let shared = Shared {
+            count: Arc::new(AtomicU64::new(count)),
+            commits,
+            lock: Arc::new(lock::LockState::new(lock)),
+            stats: Arc::new(Mutex::new(stats)),
+            queued: Arc::new(AtomicU64::new(0)),
+            faults: Arc::new(Faults::default()),
+            health: Arc::new(health),
+        };
+        (shared, commits_tx)
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `path` and starts its writer thread.
     pub fn open(
@@ -227,54 +263,40 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let db = Arc::new(Rocks::with_handles(open_db(path, &options)?)?);
         check_schema(&db, path)?;
-        let count = Arc::new(AtomicU64::new(read_count(&db)?));
         let head = outbox::read_head(&db)?;
-        let (commits_tx, commits) = tokio::sync::watch::channel(head);
-        let lock = Arc::new(lock::LockState::new(lock::read(&db)?));
-        let stats = Arc::new(Mutex::new(load_stats(&db)?));
-        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
-        let own_hsa_id = options.own_hsa_id.clone();
-        let queued = Arc::new(AtomicU64::new(0));
-        let faults = Arc::new(Faults::default());
-        let health = Arc::new(Health::new(path, options.min_free_bytes));
+        let (shared, commits) = Shared::new(
+            read_count(&db)?,
+            head,
+            lock::read(&db)?,
+            load_stats(&db)?,
+            Health::new(path, options.min_free_bytes),
+        );
         let db = Arc::new(health::DbCell::new(db));
+        let (own_hsa_id, queue) = (options.own_hsa_id.clone(), options.writer_queue);
         let writer = Writer {
-            queued: queued.clone(),
-            faults: faults.clone(),
+            queued: shared.queued.clone(),
+            faults: shared.faults.clone(),
             db: Some(db.get()?),
             cell: db.clone(),
-            health: health.clone(),
+            health: shared.health.clone(),
             path: path.to_owned(),
             options,
-            count: count.clone(),
+            count: shared.count.clone(),
             metrics: metrics.clone(),
             next_seq: head,
-            commits: commits_tx,
-            lock: lock.clone(),
-            stats: stats.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name("ei-store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| {
-                StoreError::Corrupt(schema::Corrupt(format!("cannot start the writer: {e}")))
-            })?;
-        Ok(Store {
-            backend: Backend::Rocks(db),
-            health,
-            path: path.to_owned(),
-            queue,
-            own_hsa_id,
-            writer: Mutex::new(Some(handle)),
-            count,
-            metrics,
             commits,
-            lock,
-            backup_lock: Mutex::new(()),
-            stats,
-            queued,
-            faults,
-        })
+            lock: shared.lock.clone(),
+            stats: shared.stats.clone(),
+        };
+        Store::start(
+            Backend::Rocks(db),
+            path,
+            own_hsa_id,
+            queue,
+            metrics,
+            shared,
+            move |rx| writer.run(rx),
+        )
     }
 
     /// Opens the store in the PostgreSQL database at `url` (a libpq URL), creating or
@@ -289,39 +311,72 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let (pg, conn, initial) = pg::Pg::open(url)?;
         let pg = Arc::new(pg);
-        let count = Arc::new(AtomicU64::new(initial.count));
-        let (commits_tx, commits) = tokio::sync::watch::channel(initial.next_seq);
-        let lock = Arc::new(lock::LockState::new(initial.lock));
-        let stats = Arc::new(Mutex::new(initial.stats));
-        let (queue, rx) = mpsc::sync_channel(options.writer_queue.max(1));
-        let own_hsa_id = options.own_hsa_id.clone();
-        let queued = Arc::new(AtomicU64::new(0));
-        let faults = Arc::new(Faults::default());
-        // The disk is PostgreSQL's: no free-space floor here.
-        let health = Arc::new(Health::new(data_dir, 0));
+        let (shared, commits) = Shared::new(
+            initial.count,
+            initial.next_seq,
+            initial.lock,
+            initial.stats,
+            // The disk is PostgreSQL's: no free-space floor here.
+            Health::new(data_dir, 0),
+        );
+        let (own_hsa_id, queue) = (options.own_hsa_id.clone(), options.writer_queue);
         let writer = pg::PgWriter {
             pg: pg.clone(),
             session: Some(conn),
             options,
-            count: count.clone(),
+            count: shared.count.clone(),
             metrics: metrics.clone(),
             next_seq: initial.next_seq,
-            commits: commits_tx,
-            lock: lock.clone(),
-            stats: stats.clone(),
-            queued: queued.clone(),
-            faults: faults.clone(),
-            health: health.clone(),
+            commits,
+            lock: shared.lock.clone(),
+            stats: shared.stats.clone(),
+            queued: shared.queued.clone(),
+            faults: shared.faults.clone(),
+            health: shared.health.clone(),
         };
+        let store = Store::start(
+            Backend::Pg(pg),
+            data_dir,
+            own_hsa_id,
+            queue,
+            metrics,
+            shared,
+            move |rx| writer.run(rx),
+        )?;
+        tracing::info!(store = %pg::redact(url), "store opened on PostgreSQL");
+        Ok(store)
+    }
+
+    /// The last step of opening either backend: starts the writer thread (`run`, fed
+    /// by a queue of `queue` requests) and makes the store around what it shares with
+    /// it.
+    fn start(
+        backend: Backend,
+        path: &Path,
+        own_hsa_id: String,
+        queue: usize,
+        metrics: Arc<Metrics>,
+        shared: Shared,
+        run: impl FnOnce(mpsc::Receiver<Message>) + Send + 'static,
+    ) -> Result<Store, StoreError> {
+        let (queue, rx) = mpsc::sync_channel(queue.max(1));
         let handle = std::thread::Builder::new()
             .name("ei-store-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || run(rx))
             .map_err(|e| StoreError::Config(format!("cannot start the writer: {e}")))?;
-        tracing::info!(store = %pg::redact(url), "store opened on PostgreSQL");
-        Ok(Store {
-            backend: Backend::Pg(pg),
+        let Shared {
+            count,
+            commits,
+            lock,
+            stats,
+            queued,
+            faults,
             health,
-            path: data_dir.to_owned(),
+        } = shared;
+        Ok(Store {
+            backend,
+            health,
+            path: path.to_owned(),
             queue,
             own_hsa_id,
             writer: Mutex::new(Some(handle)),
@@ -456,10 +511,11 @@ impl Store {
     pub fn find_each(
         &self,
         q: &FindQuery,
-        mut f: impl FnMut(&PostRef<'_>),
+        f: impl FnMut(&PostRef<'_>),
     ) -> Result<usize, StoreError> {
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg() {
+            let mut f = f;
             return pg.find_each(q, &mut f);
         }
         let found = self.scan_posts(q, ReadOptions::default(), f)?;
