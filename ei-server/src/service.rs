@@ -20,6 +20,9 @@ use std::time::Instant;
 
 /// Bodies larger than this are parsed off the async executor.
 const INLINE_PARSE_LIMIT: usize = 64 << 10;
+/// A lookup scanning more stored posts than this goes to a blocking thread even when
+/// they are all cached (a few hundred microseconds of work at most on the executor).
+const INLINE_SCAN_LIMIT: usize = 1000;
 
 /// A reply to send.
 #[derive(Debug)]
@@ -256,14 +259,17 @@ impl Service {
 
     /// Looks `q` up and writes the FindContent reply: from memory on this thread when
     /// every block the scan needs is cached (no file read, so nothing blocks the
-    /// executor), else again on a blocking thread, which may read the disk. Answers the
+    /// executor) and it is short, else again on a blocking thread, which may read the
+    /// disk. Answers the
     /// posts found, the reply body, and `q` back.
     async fn find(&self, q: FindQuery) -> Result<(usize, String, FindQuery), EiError> {
         let mut body = String::with_capacity(8192);
         codec::find_content_begin(&mut body);
         let cached = self
             .store
-            .find_cached(&q, |p| codec::find_content_push(&mut body, p))
+            .find_cached(&q, INLINE_SCAN_LIMIT, |p| {
+                codec::find_content_push(&mut body, p)
+            })
             .map_err(|e| internal("find", &e))?;
         if let Some(found) = cached {
             self.metrics.find_read(false);

@@ -518,8 +518,8 @@ impl Store {
             let mut f = f;
             return pg.find_each(q, &mut f);
         }
-        let found = self.scan_posts(q, ReadOptions::default(), f)?;
-        Ok(found.expect("a read allowed to use the disk is never incomplete"))
+        let found = self.scan_posts(q, ReadOptions::default(), usize::MAX, f)?;
+        Ok(found.expect("a read allowed to use the disk and every entry is never incomplete"))
     }
 
     /// [`Store::find_each`] from memory alone: the memtables and RocksDB's block cache,
@@ -527,9 +527,12 @@ impl Store {
     /// `Ok(None)` when a block it needs is not cached (or on PostgreSQL, whose reads
     /// always go over the network): then `f` may have seen some of the posts, and the
     /// caller drops what it built and asks [`Store::find_each`] on a blocking thread.
+    /// It also declines when the scan meets more than `max_entries` stored posts (a
+    /// resident with very many), so that no scan holds an executor thread for long.
     pub fn find_cached(
         &self,
         q: &FindQuery,
+        max_entries: usize,
         f: impl FnMut(&PostRef<'_>),
     ) -> Result<Option<usize>, StoreError> {
         if !matches!(self.backend, Backend::Rocks(_)) {
@@ -537,15 +540,17 @@ impl Store {
         }
         let mut ro = ReadOptions::default();
         ro.set_read_tier(rocksdb::ReadTier::BlockCache);
-        self.scan_posts(q, ro, f)
+        self.scan_posts(q, ro, max_entries, f)
     }
 
     /// The RocksDB scan behind [`Store::find_each`] and [`Store::find_cached`]:
-    /// `Ok(None)` when `ro` forbade a read the scan needed (RocksDB's `Incomplete`).
+    /// `Ok(None)` when `ro` forbade a read the scan needed (RocksDB's `Incomplete`) or
+    /// the prefix holds more than `max_entries` posts.
     fn scan_posts(
         &self,
         q: &FindQuery,
         mut ro: ReadOptions,
+        max_entries: usize,
         mut f: impl FnMut(&PostRef<'_>),
     ) -> Result<Option<usize>, StoreError> {
         let mut n = 0;
@@ -554,7 +559,10 @@ impl Store {
         let prefix = schema::query_prefix(q);
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
         let scan = db.iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward));
-        for item in scan {
+        for (seen, item) in scan.enumerate() {
+            if seen == max_entries {
+                return Ok(None);
+            }
             let (k, v) = match item {
                 Ok(kv) => kv,
                 Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),

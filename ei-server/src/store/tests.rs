@@ -775,7 +775,7 @@ async fn a_lookup_from_memory_declines_what_is_not_cached() {
     let cached = |store: &Store, q: &FindQuery| {
         let mut seen = Vec::new();
         let n = store
-            .find_cached(q, |p| seen.push(p.to_engagement()))
+            .find_cached(q, usize::MAX, |p| seen.push(p.to_engagement()))
             .unwrap();
         n.map(|n| {
             assert_eq!(n, seen.len());
@@ -814,5 +814,9 @@ async fn a_lookup_from_memory_declines_what_is_not_cached() {
         Some(vec![]),
         "nobody's posts, from the cached blocks"
     );
+    // A scan longer than its limit declines too (then runs on a blocking thread).
+    let limited = |max| store.find_cached(&q, max, |_| ()).unwrap();
+    assert_eq!(limited(2), Some(2));
+    assert_eq!(limited(1), None, "the limit counts stored posts scanned");
     store.close();
 }
