@@ -279,3 +279,37 @@ mod url {
         assert_eq!(socket.get_hosts().len(), 1);
     }
 }
+
+/// The read pool plans a statement once, for any parameters; a lookup's plan is an
+/// index range scan even when made on an empty table (it is kept as the table grows).
+#[test]
+fn pooled_reads_plan_an_index_scan_on_an_empty_table() {
+    let Some((db, dir)) = place("reader_plans") else {
+        return;
+    };
+    let store = open(db.url(), dir.path(), false);
+    let pg = store.pg().expect("on PostgreSQL");
+    let plan = pg
+        .pool
+        .read(|c| {
+            c.client.batch_execute(
+                "PREPARE lookup(text, bytea, bytea) AS SELECT key, times FROM ei_engagements \
+                 WHERE resident = $1 AND key >= $2 AND key < $3 ORDER BY key",
+            )?;
+            let mode: String = c.client.query_one("SHOW plan_cache_mode", &[])?.get(0);
+            let rows = c.client.query(
+                "EXPLAIN EXECUTE lookup('191212121212', '\\x00', '\\xff')",
+                &[],
+            )?;
+            c.client.batch_execute("DEALLOCATE lookup")?;
+            let mut lines = vec![mode];
+            lines.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+            Ok(lines)
+        })
+        .unwrap()
+        .join("\n");
+    assert!(plan.starts_with("force_generic_plan\n"), "{plan}");
+    assert!(plan.contains("Index"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    store.close();
+}
