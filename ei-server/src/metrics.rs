@@ -181,37 +181,35 @@ impl Metrics {
                 &format!("service=\"{}\"", op.name()),
             );
         }
-        out.push_str("# HELP ei_engagements_changed_total Effective changes written, by kind.\n# TYPE ei_engagements_changed_total counter\n");
-        for (kind, v) in [
-            ("inserted", &self.inserted),
-            ("updated", &self.updated),
-            ("deleted", &self.deleted),
-            ("owner_changed", &self.owner_changed),
-            ("unchanged", &self.unchanged),
-        ] {
-            let _ = writeln!(
-                out,
-                "ei_engagements_changed_total{{kind=\"{kind}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
+        labelled_counter(
+            &mut out,
+            "ei_engagements_changed_total",
+            "Effective changes written, by kind.",
+            "kind",
+            &[
+                ("inserted", &self.inserted),
+                ("updated", &self.updated),
+                ("deleted", &self.deleted),
+                ("owner_changed", &self.owner_changed),
+                ("unchanged", &self.unchanged),
+            ],
+        );
         out.push_str("# HELP ei_audit_dropped_total FindContent access records dropped because the audit queue was full.\n# TYPE ei_audit_dropped_total counter\n");
         let _ = writeln!(
             out,
             "ei_audit_dropped_total {}",
             self.audit_dropped.load(Relaxed)
         );
-        out.push_str("# HELP ei_find_reads_total FindContent scans by where they ran: memory (every block cached, on the request's thread) or blocking (a blocking thread that may read the disk; always on PostgreSQL).\n# TYPE ei_find_reads_total counter\n");
-        for (from, v) in [
-            ("memory", &self.find_in_memory),
-            ("blocking", &self.find_blocking),
-        ] {
-            let _ = writeln!(
-                out,
-                "ei_find_reads_total{{from=\"{from}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
+        labelled_counter(
+            &mut out,
+            "ei_find_reads_total",
+            "FindContent scans by where they ran: memory (every block cached, on the request's thread) or blocking (a blocking thread that may read the disk; always on PostgreSQL).",
+            "from",
+            &[
+                ("memory", &self.find_in_memory),
+                ("blocking", &self.find_blocking),
+            ],
+        );
         out.push_str("# HELP ei_store_group_commits_total Write batches committed, each with one WAL fsync.\n# TYPE ei_store_group_commits_total counter\n");
         let _ = writeln!(
             out,
@@ -228,6 +226,20 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         out
+    }
+}
+
+/// A counter family with one label: its HELP and TYPE lines, then a line per value.
+fn labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, &AtomicU64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", n.load(Relaxed));
     }
 }
 
