@@ -260,34 +260,35 @@ impl Service {
     /// Looks `q` up and writes the FindContent reply: from memory on this thread when
     /// every block the scan needs is cached (no file read, so nothing blocks the
     /// executor) and it is short, else again on a blocking thread, which may read the
-    /// disk. Answers the
-    /// posts found, the reply body, and `q` back.
+    /// disk. Answers the posts found, the reply body, and `q` back.
     async fn find(&self, q: FindQuery) -> Result<(usize, String, FindQuery), EiError> {
         let mut body = String::with_capacity(8192);
         codec::find_content_begin(&mut body);
+        let head = body.len();
         let cached = self
             .store
             .find_cached(&q, INLINE_SCAN_LIMIT, |p| {
                 codec::find_content_push(&mut body, p)
             })
             .map_err(|e| internal("find", &e))?;
-        if let Some(found) = cached {
-            self.metrics.find_read(false);
-            codec::find_content_end(&mut body);
-            return Ok((found, body, q));
-        }
-        self.metrics.find_read(true);
-        body.clear();
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            codec::find_content_begin(&mut body);
-            let found = store.find_each(&q, |p| codec::find_content_push(&mut body, p))?;
-            codec::find_content_end(&mut body);
-            Ok::<_, crate::store::StoreError>((found, body, q))
-        })
-        .await
-        .map_err(|e| internal("find task", &e))?
-        .map_err(|e| internal("find", &e))
+        self.metrics.find_read(cached.is_none());
+        let (found, mut body, q) = match cached {
+            Some(found) => (found, body, q),
+            None => {
+                // The posts the declined scan wrote go; the reply's head stays.
+                body.truncate(head);
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let found = store.find_each(&q, |p| codec::find_content_push(&mut body, p))?;
+                    Ok::<_, crate::store::StoreError>((found, body, q))
+                })
+                .await
+                .map_err(|e| internal("find task", &e))?
+                .map_err(|e| internal("find", &e))?
+            }
+        };
+        codec::find_content_end(&mut body);
+        Ok((found, body, q))
     }
 
     /// Validates and applies an Update or ProcessNotification; returns its effective

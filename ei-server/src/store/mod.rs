@@ -549,16 +549,14 @@ impl Store {
     fn scan_posts(
         &self,
         q: &FindQuery,
-        mut ro: ReadOptions,
+        ro: ReadOptions,
         max_entries: usize,
         mut f: impl FnMut(&PostRef<'_>),
     ) -> Result<Option<usize>, StoreError> {
         let mut n = 0;
         let db = self.db()?;
         let cf = db.cf().engagements;
-        let prefix = schema::query_prefix(q);
-        ro.set_iterate_upper_bound(schema::prefix_upper_bound(&prefix));
-        let scan = db.iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward));
+        let scan = Store::scan_prefix(&db, cf, &schema::query_prefix(q), ro);
         for (seen, item) in scan.enumerate() {
             if seen == max_entries {
                 return Ok(None);
@@ -583,14 +581,14 @@ impl Store {
         Ok(Some(n))
     }
 
-    /// Every entry of a column family whose key starts with `prefix` (prefixes end in
+    /// Every entry of a column family whose key starts with `prefix`, read with `ro` (prefixes end in
     /// a byte below 0xFF, see [`schema::prefix_upper_bound`]).
     fn scan_prefix<'a>(
         db: &'a DB,
         cf: &'a ColumnFamily,
         prefix: &[u8],
+        mut ro: ReadOptions,
     ) -> rocksdb::DBIteratorWithThreadMode<'a, DB> {
-        let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(schema::prefix_upper_bound(prefix));
         db.iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward))
     }

@@ -150,7 +150,7 @@ impl Store {
         let db = self.db()?;
         let prefix = schema::META_CURSOR_PREFIX.as_bytes();
         let mut out = Vec::new();
-        for item in Store::scan_prefix(&db, db.cf().meta, prefix) {
+        for item in Store::scan_prefix(&db, db.cf().meta, prefix, ReadOptions::default()) {
             let (k, v) = item?;
             let la = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((la, seq_of(&v)?));
@@ -278,7 +278,7 @@ impl Store {
         let db = self.db()?;
         let prefix = schema::dead_letter_prefix(subscriber);
         let mut out = Vec::new();
-        for item in Store::scan_prefix(&db, db.cf().dead_letters, &prefix) {
+        for item in Store::scan_prefix(&db, db.cf().dead_letters, &prefix, ReadOptions::default()) {
             let (k, v) = item?;
             let id = seq_of(&k[prefix.len()..])?;
             let (error, entries) = schema::decode_dead_letter(&v)?;
@@ -310,7 +310,7 @@ impl Store {
         let db = self.db()?;
         let prefix = schema::META_SUBSCRIBER_PREFIX.as_bytes();
         let mut out = Vec::new();
-        for item in Store::scan_prefix(&db, db.cf().meta, prefix) {
+        for item in Store::scan_prefix(&db, db.cf().meta, prefix, ReadOptions::default()) {
             let (k, v) = item?;
             let la = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((la, v.to_vec()));

@@ -187,14 +187,7 @@ async fn the_mtls_matrix_decides_who_may_look_up() {
 
     assert_eq!(counted(&s, "FindContent", "forbidden"), 3);
     assert_eq!(counted(&s, "FindContent", "OK"), 2);
-    let status: serde_json::Value = as_caller(&p, "SE-READER")
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&as_caller(&p, "SE-READER"), &s.url("/status")).await;
     assert_eq!(
         status["config"]["access"]["find_content"],
         serde_json::json!(["SE-READER", "SE-WRITER"])
@@ -350,14 +343,7 @@ async fn the_access_log_names_the_certificates_hsa_id_not_what_the_headers_claim
     .unwrap();
     assert_eq!(engagements(&a.body).len(), 1);
 
-    let status: serde_json::Value = reader
-        .get(s.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&reader, &s.url("/status")).await;
     let admin = format!("http://{}", status["admin_listen"].as_str().unwrap());
     let url = format!("{admin}/admin/audit?resident={RESIDENT}");
     let plain = reqwest::Client::new();
@@ -420,12 +406,7 @@ async fn sighup_puts_the_files_new_access_table_in_force() {
     assert_eq!(fault(&a), forbidden("SE-NEW", "FindContent"));
 
     std::fs::write(&file, table("\"SE-READER\", \"SE-NEW\"")).unwrap();
-    let pid = std::process::id().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sighup_self();
     let mut status = 0;
     for _ in 0..600 {
         status = call(&newcomer, &s, FIND, find(), &[]).await.unwrap().status;

@@ -348,6 +348,16 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     c.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// Sends SIGHUP to this test process, where the in-process server reloads on it.
+pub fn sighup_self() {
+    let pid = std::process::id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
 /// An Update of hand-made posts to the server (LogicalAddress 5565594230); asserts it
 /// was answered OK.
 pub async fn update(

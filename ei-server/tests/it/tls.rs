@@ -165,12 +165,7 @@ async fn sighup_serves_the_new_certificate_and_open_connections_survive() {
 
     let second = server_cert(&ca, "second");
     second.write(&f.cert, &f.key);
-    let pid = std::process::id().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sighup_self();
     let mut served = Vec::new();
     for _ in 0..600 {
         let tls = connect(&s, &ca, None).await.unwrap();

@@ -36,12 +36,13 @@ impl Conn {
         Conn::open_with(config, "SET plan_cache_mode = force_custom_plan")
     }
 
-    /// Opens a connection for the read pool: its statements are planned once, for
-    /// any parameters (`force_generic_plan`), not at every execution. Every read
-    /// leads with the primary key or an index, so the generic plan is an index scan
-    /// even on an empty table (test `pooled_reads_plan_an_index_scan_on_an_empty_table`);
-    /// planning each lookup cost PostgreSQL more than running it (measured: 20–40 %
-    /// more FindContent per second without it).
+    /// Opens a pooled connection (reads, and the notifier's writes of one cursor or
+    /// dead letter): its statements are planned once, for any parameters
+    /// (`force_generic_plan`), not at every execution. Each leads with a primary key
+    /// or an index, so the generic plan is an index scan even when made on an empty
+    /// table (test `pooled_reads_plan_an_index_scan_on_an_empty_table`); planning each
+    /// lookup again cost PostgreSQL more than running it (README: running on
+    /// PostgreSQL, Connections).
     pub(crate) fn open_reader(config: &postgres::Config) -> Result<Conn, StoreError> {
         Conn::open_with(config, "SET plan_cache_mode = force_generic_plan")
     }
@@ -50,7 +51,7 @@ impl Conn {
         let mut client = config.connect(NoTls)?;
         if let Err(e) = client.batch_execute(settings) {
             // PostgreSQL before 12 and some derivatives lack the setting.
-            tracing::warn!(error = %e, "plan_cache_mode is not available; keeping generic plans");
+            tracing::warn!(error = %e, "plan_cache_mode is not available; the server's default planning stays");
         }
         Ok(Conn {
             client,
