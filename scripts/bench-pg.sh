@@ -51,7 +51,6 @@ py=$(bench_python)
 bench_setup
 port=55432
 peer=("$py" "$baseline" --workdir "$work/pg" --port "$port" --rows "$posts" --requests "$requests" --quiet-wait 10)
-server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" || true; fi
   "${peer[@]}" stop >/dev/null 2>&1 || true
