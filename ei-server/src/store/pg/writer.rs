@@ -417,9 +417,10 @@ impl PgWriter {
             let row = conn.client.query_one(&st.refresh, &[])?;
             let meta = meta_of(&row);
             // Another server changed the posts: its statistics changes too.
-            let stats = match meta.count != self.count.load(Ordering::Relaxed) {
-                true => Some(super::read_stats(&mut conn.client)?),
-                false => None,
+            let stats = if meta.count != self.count.load(Ordering::Relaxed) {
+                Some(super::read_stats(&mut conn.client)?)
+            } else {
+                None
             };
             Ok::<_, StoreError>((meta, row.get::<_, bool>(4), stats))
         })();
